@@ -1,0 +1,48 @@
+"""Stage kinds: one module per kind with ``run(config, out) -> metrics``.
+
+``run_stage`` is the only entry that DVC commands (``vjepa-exp exec``), ``vjepa-exp stage`` and SLURM
+jobs call. It times the stage and publishes ``metrics.json`` and ``meta.json`` atomically after the
+stage's own outputs, so a folder with a ``metrics.json`` is a finished stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+from vjepa.errors import UserError
+from vjepa.utils.io import atomic_write_json, run_meta
+
+KINDS = ("data", "pretrain", "extract", "probe", "report")
+
+
+def load_stage_config(path: str | Path) -> dict[str, Any]:
+    """Read a stage config YAML file into a plain dict."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: stage config not found")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path}: a stage config must be a mapping")
+    return cfg
+
+
+def run_stage(kind: str, config: dict[str, Any], out: str | Path, uid: str | None = None) -> dict:
+    """Run stage ``kind`` with ``config`` into folder ``out``; write metrics.json and meta.json."""
+    if kind not in KINDS:
+        raise UserError(f"unknown stage kind {kind!r} (expected one of {', '.join(KINDS)})")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    module = importlib.import_module(f"vjepa.stages.{kind}")
+    started = time.time()
+    metrics = module.run(config, out)
+    atomic_write_json(out / "meta.json", run_meta(config, uid, started, kind=kind))
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
