@@ -1,0 +1,138 @@
+"""Named encoder sizes and the builders every other layer uses.
+
+The paper's sizes (``vit_tiny`` ... ``vit_giant``) follow the reference implementation. Two small
+sizes are ours, for pretraining on a CPU in minutes: ``vit_micro`` (96 wide, 4 blocks) and
+``vit_mini`` (192 wide, 6 blocks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vjepa.models.predictor import Predictor
+from vjepa.models.vit import VisionTransformer
+
+
+@dataclass(frozen=True)
+class Preset:
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+
+
+PRESETS: dict[str, Preset] = {
+    # ours: CPU-sized encoders
+    "vit_micro": Preset(96, 4, 3),
+    "vit_mini": Preset(192, 6, 3),
+    # the paper's / reference sizes
+    "vit_tiny": Preset(192, 12, 3),
+    "vit_small": Preset(384, 12, 6),
+    "vit_base": Preset(768, 12, 12),
+    "vit_large": Preset(1024, 24, 16),
+    "vit_huge": Preset(1280, 32, 16),
+    "vit_giant": Preset(1408, 40, 16, 48 / 11),
+}
+
+MODEL_KEYS = (
+    "name",
+    "num_frames",
+    "img_size",
+    "patch_size",
+    "tubelet_size",
+    "uniform_power",
+    "pred_depth",
+    "pred_embed_dim",
+)
+
+
+def preset(name: str) -> Preset:
+    """The preset called ``name``; a ValueError lists the known names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r} (known: {', '.join(PRESETS)})") from None
+
+
+def build_encoder(
+    name: str,
+    num_frames: int = 16,
+    img_size: int = 224,
+    patch_size: int = 16,
+    tubelet_size: int = 2,
+    uniform_power: bool = True,
+    **overrides: Any,
+) -> VisionTransformer:
+    """A ``name``-sized encoder for ``num_frames`` x ``img_size``^2 clips; ``overrides`` replace
+    preset fields (embed_dim, depth, num_heads, mlp_ratio) or pass ``in_chans``."""
+    arch = {**preset(name).__dict__, **overrides}
+    return VisionTransformer(
+        num_frames=num_frames,
+        img_size=img_size,
+        patch_size=patch_size,
+        tubelet_size=tubelet_size,
+        uniform_power=uniform_power,
+        preset=name,
+        **arch,
+    )
+
+
+def build_predictor(
+    encoder: VisionTransformer,
+    depth: int = 12,
+    embed_dim: int = 384,
+    num_mask_tokens: int = 2,
+    num_heads: int | None = None,
+    mlp_ratio: float = 4.0,
+) -> Predictor:
+    """The predictor for ``encoder``: same token grid, heads default to the encoder's heads;
+    its MLP ratio stays 4 for every encoder size (ViT-g's 48/11 included), as in the reference."""
+    return Predictor(
+        embed_dim=encoder.embed_dim,
+        grid=encoder.grid,
+        predictor_embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads or encoder.num_heads,
+        mlp_ratio=mlp_ratio,
+        num_mask_tokens=num_mask_tokens,
+        uniform_power=encoder.uniform_power,
+    )
+
+
+def model_config(encoder: VisionTransformer, predictor: Predictor | None = None) -> dict[str, Any]:
+    """The ``pretrain.model`` dict that rebuilds ``encoder`` (and ``predictor``)."""
+    return {
+        "name": encoder.preset,
+        "num_frames": encoder.num_frames,
+        "img_size": encoder.img_size,
+        "patch_size": encoder.patch_size,
+        "tubelet_size": encoder.tubelet_size,
+        "uniform_power": encoder.uniform_power,
+        "pred_depth": predictor.depth if predictor is not None else 12,
+        "pred_embed_dim": predictor.predictor_embed_dim if predictor is not None else 384,
+    }
+
+
+def encoder_kwargs(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``build_encoder`` arguments in a model config (unknown keys are an error)."""
+    unknown = set(model_cfg) - set(MODEL_KEYS) - {"num_mask_tokens"}
+    if unknown:
+        raise ValueError(f"unknown model keys {sorted(unknown)} (expected {', '.join(MODEL_KEYS)})")
+    keys = ("name", "num_frames", "img_size", "patch_size", "tubelet_size", "uniform_power")
+    return {k: model_cfg[k] for k in keys if k in model_cfg}
+
+
+def build_from_config(
+    model_cfg: dict[str, Any], num_mask_tokens: int | None = None
+) -> tuple[VisionTransformer, Predictor]:
+    """(encoder, predictor) from a ``pretrain.model`` dict; ``num_mask_tokens`` defaults to the
+    config's value or 2 (one per mask generator of the paper's masking)."""
+    encoder = build_encoder(**encoder_kwargs(model_cfg))
+    predictor = build_predictor(
+        encoder,
+        depth=model_cfg.get("pred_depth", 12),
+        embed_dim=model_cfg.get("pred_embed_dim", 384),
+        num_mask_tokens=num_mask_tokens or model_cfg.get("num_mask_tokens", 2),
+    )
+    return encoder, predictor
