@@ -1,0 +1,208 @@
+"""Train and evaluate a probe on stored frozen features.
+
+Protocol (the reference's, minus re-running the encoder): the tokens of all segments of one view
+are concatenated, so the probe attends across segments; during training every view is a separate
+example (the loss is the mean over views); at evaluation the softmax is averaged over views.
+AdamW, per-step cosine schedule to 0 with optional linear warmup, gradient clipping. Model
+selection (the epoch kept) looks at the validation rows only.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vjepa.errors import UserError
+from vjepa.eval.metrics import accuracy, view_averaged_probs
+from vjepa.eval.store import DTYPES, FeatureStore
+from vjepa.models.probe import build_probe
+
+
+@dataclass
+class ProbeParams:
+    """Probe hyper-parameters; the paper's values are the defaults."""
+
+    kind: str = "attentive"
+    num_heads: int | None = None  # None: the encoder's head count (from the store manifest)
+    depth: int = 1
+    lr: float = 1.0e-3
+    weight_decay: float = 0.01
+    epochs: int = 20
+    batch_size: int = 256
+    warmup_epochs: float = 0
+    clip_grad: float | None = 1.0
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None, where: str = "probe") -> ProbeParams:
+        cfg = dict(cfg or {})
+        names = {f.name for f in fields(cls)}
+        for key in cfg:
+            if key not in names:
+                raise UserError(
+                    f"{where}.{key}: unknown probe setting (known: {', '.join(sorted(names))})"
+                )
+        p = cls(**cfg)
+        if p.epochs < 1 or p.batch_size < 1 or p.lr <= 0:
+            raise UserError(f"{where}: epochs, batch_size and lr must be positive")
+        return p
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FeatureSet:
+    """Some rows of a store with their labels, held in memory (16-bit) when they fit."""
+
+    def __init__(
+        self,
+        source: FeatureStore | torch.Tensor,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        preload_mb: float = 4096,
+    ) -> None:
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.labels = torch.as_tensor(np.asarray(labels)[self.rows], dtype=torch.long)
+        self.store: FeatureStore | None = None
+        self.data: torch.Tensor | None = None
+        if isinstance(source, torch.Tensor):
+            self.data = source[torch.as_tensor(self.rows)]
+        else:
+            row_bytes = int(np.prod(source.shape[1:])) * np.dtype(DTYPES[source.dtype][1]).itemsize
+            if row_bytes * len(self.rows) <= preload_mb * 2**20:
+                self.data = source.take(self.rows)
+            else:
+                self.store = source  # gathered from the memory-mapped shards batch by batch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features [b, V, N, D] (float32; N = segments x tokens) and labels [b]."""
+        if self.data is not None:
+            x = self.data[idx]
+        else:
+            x = self.store.take(self.rows[idx.numpy()])
+        return to_view_tokens(x.float()), self.labels[idx]
+
+
+def to_view_tokens(x: torch.Tensor) -> torch.Tensor:
+    """[B, S, V, T, D] or pooled [B, S, V, D] -> [B, V, S*T, D]: segments concatenated per view."""
+    if x.dim() == 4:
+        x = x.unsqueeze(3)
+    b, s, v, t, d = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(b, v, s * t, d)
+
+
+def forward_views(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """[B, V, N, D] -> logits [B, V, C], every view through the probe."""
+    b, v = x.shape[:2]
+    return model(x.flatten(0, 1)).unflatten(0, (b, v))
+
+
+def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: FeatureSet, batch_size: int = 256) -> dict[str, float]:
+    """Top-1/top-5 (percent) with the softmax averaged over views."""
+    model.eval()
+    probs = []
+    for start in range(0, len(data), batch_size):
+        x, _ = data.batch(torch.arange(start, min(len(data), start + batch_size)))
+        probs.append(view_averaged_probs(forward_views(model, x)))
+    if not probs:
+        return {"top1": float("nan"), "top5": float("nan"), "n": 0}
+    return accuracy(torch.cat(probs), data.labels)
+
+
+@dataclass
+class ProbeResult:
+    model: nn.Module
+    best_epoch: int
+    val_top1: float | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train_probe(
+    train: FeatureSet,
+    val: FeatureSet | None,
+    params: ProbeParams,
+    *,
+    num_classes: int,
+    embed_dim: int,
+    seed: int = 0,
+    on_epoch: Callable[[int, float | None], None] | None = None,
+) -> ProbeResult:
+    """Train a probe; keep the epoch with the best validation top-1 (the last one without val).
+
+    ``on_epoch(epoch, val_top1)`` runs after every epoch; an Optuna pruning callback raises there.
+    """
+    if len(train) == 0:
+        raise UserError("probe: no training rows (label fraction too small?)")
+    if params.kind == "attentive" and not params.num_heads:
+        raise UserError("probe.num_heads: unknown (no encoder head count in the store manifest)")
+    torch.manual_seed(seed)
+    model = build_probe(
+        params.kind,
+        embed_dim=embed_dim,
+        num_classes=num_classes,
+        num_heads=params.num_heads,
+        depth=params.depth,
+    )
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "query_tokens" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "query_tokens" in n]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": params.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=params.lr,
+    )
+    steps_per_epoch = -(-len(train) // params.batch_size)
+    total = steps_per_epoch * params.epochs
+    warmup = int(round(params.warmup_epochs * steps_per_epoch))
+    gen = torch.Generator().manual_seed(seed)
+    best = (-1.0, -1, None)  # (val_top1, epoch, state)
+    history = []
+    step = 0
+    for epoch in range(params.epochs):
+        model.train()
+        order = torch.randperm(len(train), generator=gen)
+        loss_sum = 0.0
+        for start in range(0, len(train), params.batch_size):
+            x, y = train.batch(order[start : start + params.batch_size])
+            if len(y) < 2 and params.kind == "linear":
+                continue  # BatchNorm needs two rows
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(step, total, warmup, params.lr)
+            logits = forward_views(model, x)
+            loss = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(x.shape[1]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if params.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), params.clip_grad)
+            opt.step()
+            loss_sum += float(loss.detach()) * len(y)
+            step += 1
+        val_top1 = evaluate(model, val)["top1"] if val is not None and len(val) else None
+        history.append({"epoch": epoch, "loss": loss_sum / len(train), "val_top1": val_top1})
+        if val_top1 is not None and val_top1 > best[0]:
+            best = (val_top1, epoch, copy.deepcopy(model.state_dict()))
+        if on_epoch is not None:
+            on_epoch(epoch, val_top1)
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+        return ProbeResult(model, best[1], best[0], history)
+    return ProbeResult(model, params.epochs - 1, None, history)

@@ -1,0 +1,93 @@
+"""Stage ``probe``: (optionally sweep, then) train one probe on stored features and report it.
+
+Order matters for honesty: the sweep and model selection see only the validation rows carved from
+the training labels; the evaluation store is opened once, after the probe is final.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vjepa.errors import UserError
+from vjepa.eval.probe_train import FeatureSet, ProbeParams, evaluate, train_probe
+from vjepa.eval.splits import open_split, training_rows
+from vjepa.eval.sweep import SweepConfig, run_sweep
+from vjepa.utils.io import atomic_save
+
+KEYS = (
+    "features",
+    "task",
+    "probe",
+    "label_fraction",
+    "split_seed",
+    "val_fraction",
+    "seed",
+    "sweep",
+    "threads",
+)
+
+
+def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    for key in config:
+        if key not in KEYS:
+            raise UserError(f"probe.{key}: unknown setting (known: {', '.join(KEYS)})")
+    if config.get("threads"):
+        torch.set_num_threads(int(config["threads"]))
+    out = Path(out)
+    params = ProbeParams.from_config(config.get("probe"))
+    sweep = SweepConfig.from_config(config.get("sweep"))
+    seed = int(config.get("seed", 0))
+    store, train_rows, val_rows = training_rows(config)
+    params.num_heads = params.num_heads or store.num_heads
+    study = None
+    if sweep.n_trials > 0:
+        study = run_sweep(config, out / "study")
+        if study["best_params"] is None:
+            raise RuntimeError(f"sweep {study['study_name']}: no trial completed")
+        params = ProbeParams(**{**params.to_dict(), **study["best_params"]})
+        # refit on every fractioned label (train + validation) with the chosen settings
+        train = FeatureSet(store, np.union1d(train_rows, val_rows), store.labels)
+        result = train_probe(
+            train, None, params, num_classes=store.num_classes, embed_dim=store.embed_dim, seed=seed
+        )
+        val_top1 = study["best_value"]
+    else:
+        train = FeatureSet(store, train_rows, store.labels)
+        val = FeatureSet(store, val_rows, store.labels) if len(val_rows) else None
+        result = train_probe(
+            train, val, params, num_classes=store.num_classes, embed_dim=store.embed_dim, seed=seed
+        )
+        val_top1 = result.val_top1
+
+    evals = open_split(config, "eval")  # first and only read of the evaluation split
+    if evals.manifest["encoder"]["uid"] != store.manifest["encoder"]["uid"]:
+        raise UserError("features.eval: extracted with another encoder than features.train")
+    scores = evaluate(result.model, FeatureSet(evals, np.nonzero(evals.valid)[0], evals.labels))
+
+    state = {f"module.{k}": v for k, v in result.model.state_dict().items()}
+    ckpt = {
+        "classifier": state,
+        "epoch": result.best_epoch + 1,
+        "params": params.to_dict(),
+        "num_classes": store.num_classes,
+        "embed_dim": store.embed_dim,
+    }
+    atomic_save(out / "probe.pt", lambda tmp: torch.save(ckpt, tmp))
+    return {
+        "top1": scores["top1"],
+        "top5": scores["top5"],
+        "n_train": len(train),
+        "n_eval": scores["n"],
+        "label_fraction": float(config.get("label_fraction", 1.0)),
+        "split_seed": int(config.get("split_seed", 0)),
+        "task": config.get("task") or store.manifest.get("task"),
+        "kind": params.kind,
+        "params": params.to_dict(),
+        "study": study,
+        "val_top1": val_top1,
+        "best_epoch": result.best_epoch,
+    }
