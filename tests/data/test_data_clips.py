@@ -1,0 +1,130 @@
+"""Clip indices, transforms, and the clip dataset over real files (including a deleted one)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from vjepa.data.clips import ClipDataset, clip_indices, collate
+from vjepa.data.index import build_index, read_index
+from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform
+from vjepa.data.video import read_frames
+from vjepa.errors import DataError
+
+
+def test_clip_indices_uniform_centres_the_span():
+    (idx,) = clip_indices(100, 16, 4, 1)
+    span = 15 * 4 + 1
+    assert idx.tolist() == list(range((100 - span) // 2, (100 - span) // 2 + span, 4))
+
+
+def test_clip_indices_random_stays_inside_and_varies():
+    rng = np.random.default_rng(0)
+    starts = set()
+    for _ in range(50):
+        (idx,) = clip_indices(100, 8, 3, 1, random=True, rng=rng)
+        assert np.all(np.diff(idx) == 3) and idx[0] >= 0 and idx[-1] <= 99
+        starts.add(int(idx[0]))
+    assert len(starts) > 10
+
+
+def test_clip_indices_segments():
+    clips = clip_indices(120, 4, 2, num_clips=3)
+    assert [c.tolist() for c in clips] == [[16, 18, 20, 22], [56, 58, 60, 62], [96, 98, 100, 102]]
+    rng = np.random.default_rng(1)
+    for i, c in enumerate(clip_indices(120, 4, 2, 3, random=True, rng=rng)):
+        assert 40 * i <= c[0] and c[-1] < 40 * (i + 1)
+
+
+def test_clip_indices_short_video_pads_with_last_frame():
+    (idx,) = clip_indices(10, 8, 2, 1)
+    assert idx.tolist() == [0, 2, 4, 6, 8, 9, 9, 9]
+    (idx,) = clip_indices(1, 4, 4, 1)
+    assert idx.tolist() == [0, 0, 0, 0]
+    segs = clip_indices(12, 4, 2, num_clips=2)  # segments of 6 < span 7
+    assert [s.tolist() for s in segs] == [[0, 2, 4, 5], [6, 8, 10, 11]]
+    with pytest.raises(DataError):
+        clip_indices(0, 4, 2)
+
+
+def test_train_transform_shapes_ranges_and_same_crop_for_all_frames():
+    frames = np.zeros((8, 40, 60, 3), np.uint8)
+    frames[:, :, :30] = 255  # left half white in every frame
+    out = TrainTransform(24, hflip=0.0)(frames, rng=np.random.default_rng(0))
+    assert out.shape == (1, 3, 8, 24, 24) and out.dtype == torch.float32
+    lo = (0 - max(IMAGENET_MEAN)) / min(IMAGENET_STD)
+    hi = (1 - min(IMAGENET_MEAN)) / min(IMAGENET_STD)
+    assert lo - 1e-4 <= out.min() and out.max() <= hi + 1e-4
+    assert torch.allclose(out[:, :, :1].expand_as(out), out)  # identical across time
+    flipped = TrainTransform(24, hflip=1.0)(frames, rng=np.random.default_rng(0))
+    assert torch.allclose(flipped, out.flip(-1))
+
+
+def test_eval_transform_views_left_centre_right():
+    frames = np.tile(np.arange(64, dtype=np.uint8)[None, None, :, None] * 4, (4, 32, 1, 3))
+    out = EvalTransform(32, num_views=3, mean=(0, 0, 0), std=(1, 1, 1))(frames)
+    assert out.shape == (3, 3, 4, 32, 32)
+    firsts = out[:, 0, 0, 0, 0] * 255
+    assert torch.allclose(firsts, torch.tensor([0.0, 64.0, 128.0]), atol=1)
+    tall = EvalTransform(16, num_views=3).positions(40, 16)
+    assert tall == [(0, 0), (12, 0), (24, 0)]  # top / middle / bottom
+
+
+def test_dataset_items_videos_and_images(synth_dir, tmp_path):
+    build_index(synth_dir, tmp_path / "i.parquet", workers=1, progress=False)
+    videos = read_index(tmp_path / "i.parquet", task="motion", split="train")
+    ds = ClipDataset(videos, 8, 2, num_clips=2, transform=EvalTransform(32, num_views=2))
+    item = ds[0]
+    assert item["video"].shape == (2, 2, 3, 8, 32, 32)
+    assert item["label"] == videos[0]["label"] and item["index"] == 0 and not item["skipped"]
+    raw = ClipDataset(videos, 8, 2)[1]["video"]  # no transform: [0, 1] floats
+    expect = read_frames(videos[1]["path"], clip_indices(16, 8, 2)[0])
+    assert torch.allclose(raw[0, 0], torch.from_numpy(expect).permute(3, 0, 1, 2).float() / 255)
+    images = read_index(tmp_path / "i.parquet", task="image")
+    still = ClipDataset(images, 4, 2)[0]["video"]
+    assert still.shape == (1, 1, 3, 4, 32, 32) and torch.equal(
+        still[..., :1, :, :].expand_as(still), still
+    )
+    batch = collate([ds[0], ds[1]])
+    assert batch["video"].shape[0] == 2 and batch["label"].dtype == torch.long
+
+
+def test_random_clips_are_reproducible_per_seed_and_epoch(synth_dir, tmp_path):
+    build_index(synth_dir, tmp_path / "i.parquet", workers=1, progress=False)
+    recs = read_index(tmp_path / "i.parquet", task="motion")
+    kw = dict(frames_per_clip=4, frame_step=2, random_clip=True, transform=TrainTransform(16))
+    a, b = ClipDataset(recs, seed=1, **kw), ClipDataset(recs, seed=1, **kw)
+    assert torch.equal(a[2]["video"], b[2]["video"])
+    b.set_epoch(1)
+    assert not torch.equal(a[2]["video"], b[2]["video"])
+
+
+def test_file_deleted_after_indexing_is_skipped_and_counted(synth_dir, tmp_path):
+    local = tmp_path / "data"
+    shutil.copytree(synth_dir, local)
+    build_index(local, tmp_path / "i.parquet", workers=1, progress=False)
+    recs = read_index(tmp_path / "i.parquet", task="motion", split="train")
+    gone = recs[2]["path"]
+    os.unlink(gone)
+    ds = ClipDataset(recs, 4, 2)
+    items = [ds[i] for i in range(len(ds))]
+    assert items[2]["skipped"] and items[2]["index"] == 3 and items[2]["label"] == recs[3]["label"]
+    assert sum(it["skipped"] for it in items) == 1
+    assert ds.skipped_count == 1 and ds.failed[0][0] == gone
+    assert gone in ds.failure_report()
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate)
+    assert sum(int(b["skipped"].sum()) for b in loader) == 1
+
+
+def test_all_files_failing_is_a_clear_error_not_a_loop(tmp_path):
+    recs = [
+        {"path": str(tmp_path / f"gone{i}.mp4"), "label": 0, "num_frames": 16} for i in range(20)
+    ]
+    ds = ClipDataset(recs, 4, 2, max_attempts=5)
+    with pytest.raises(DataError, match="5 consecutive samples failed"):
+        ds[0]
+    assert ds.skipped_count == 5
