@@ -1,9 +1,358 @@
-"""Top-level pipeline commands: run, compile, dag, status, results, compare, cancel, exec."""
+"""Top-level pipeline commands: run, compile, dag, status, results, compare, cancel, exec.
+
+Arguments with ``=`` are Hydra-style overrides (``model=vit_small pretrain.lr=1e-4,3e-4``); the
+others are spec files. Heavy libraries (hydra, dvc, polars, rich tables) load inside the bodies.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from cli.errors import friendly
+
+FORMATS = ("table", "csv", "md", "json")
+
+
+def _split(args: list[str]) -> tuple[list[Path], list[str]]:
+    specs = [Path(a) for a in args if "=" not in a]
+    return specs, [a for a in args if "=" in a]
+
+
+def _one_spec(args: list[str]) -> tuple[Path, list[str]]:
+    from vjepa.errors import UserError
+
+    specs, overrides = _split(args)
+    if len(specs) != 1:
+        raise UserError(f"expected one spec file and KEY=VALUE overrides, got {len(specs)} spec files")
+    return specs[0], overrides
+
+
+def _root() -> Path:
+    from vjepa.pipeline.dvcio import find_root
+
+    return find_root()
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+class RunView:
+    """Live status for a terminal; one line per event otherwise."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.live: Any = None
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}")
+
+    def _table(self, runner: Any) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"{runner.compiled.spec.name}: {len(runner.todo)} stages to run", expand=False)
+        for col in ("stage", "state", "time"):
+            table.add_column(col)
+        colours = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow", "pending": "dim"}
+        for name, state in runner.states.items():
+            started = runner.started.get(name)
+            secs = f"{time.time() - started:.0f}s" if started and not state.finished else ""
+            table.add_row(name, f"[{colours.get(state.value, '')}]{state.value}[/]", secs)
+        return table
+
+    def start(self, runner: Any) -> None:
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(runner), console=self.console, refresh_per_second=2, transient=True)
+            self.live.start()
+        else:
+            self.console.print(f"{runner.compiled.spec.name}: running {len(runner.todo)} stages")
+
+    def update(self, runner: Any) -> None:
+        if self.live is not None:
+            self.live.update(self._table(runner))
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def event(self, name: str, what: str, seconds: float | None) -> None:
+        secs = f" ({seconds:.1f}s)" if seconds is not None else ""
+        self.console.print(f"{what}: {name}{secs}", highlight=False)
+
+    def failure(self, name: str, reason: str, log_tail: str, log: str) -> None:
+        self.console.print(f"[red]failed[/]: {name} ({reason}); log: {log}", highlight=False)
+        if log_tail:
+            self.console.print(log_tail, markup=False, highlight=False, style="dim")
+
+
+def _print_results(console: Any, root: Path, compiled: Any, fmt: str = "table") -> None:
+    from vjepa.pipeline import results, tables
+
+    _, pv = results.pivot_report(compiled.report.config, results.read_workdir(root))
+    if not pv.cells:
+        console.print(f"no results yet ({pv.missing} of {pv.total} probes missing)")
+        return
+    out = tables.render(pv, compiled.spec.name, fmt)
+    if isinstance(out, str):
+        typer.echo(out, nl=False)
+    else:
+        console.print(out)
 
 
 def register(app: typer.Typer) -> None:
     """Add the pipeline commands to the main app."""
+
+    @app.command("run")
+    @friendly
+    def run_cmd(
+        args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]"),
+        jobs: int = typer.Option(None, "--jobs", "-j", help="Stages to run at once (default: executor.jobs)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; write and run nothing."),
+        force: list[str] = typer.Option([], "--force", help="Run this stage (and downstream) even if up to date."),
+        force_all: bool = typer.Option(False, "--force-all", help="Run every stage of the spec."),
+        keep_going: bool = typer.Option(False, "--keep-going", "-k", help="After a failure, run independent stages."),
+        no_check_paths: bool = typer.Option(False, "--no-check-paths", help="Warn instead of failing on missing files."),
+    ) -> None:
+        """Compile SPEC, run its stale stages, print the result table."""
+        from vjepa.pipeline.runner import RunOptions, run
+
+        spec, overrides = _one_spec(args)
+        root, console = _root(), _console()
+        started = time.time()
+        opts = RunOptions(spec, overrides, jobs, dry_run, list(force), force_all, keep_going, not no_check_paths)
+        result = run(root, opts, RunView(console))
+        name = result.compiled.spec.name
+        if opts.dry_run:
+            console.print(f"{name}: would run {len(result.planned)} of {len(result.compiled.stages)} stages")
+            for stage in result.planned:
+                console.print(f"  {stage}", highlight=False)
+            return
+        if not result.planned:
+            console.print(f"{name}: nothing to do, all {len(result.compiled.stages)} stages are up to date")
+        else:
+            console.print(f"{name}: ran {len(result.ran)} stages in {time.time() - started:.1f}s"
+                          + (f", {len(result.failed)} failed" if result.failed else "")
+                          + (f", {len(result.cancelled)} cancelled" if result.cancelled else ""))
+        if result.interrupted:
+            console.print("[yellow]interrupted[/]: stopped running stages and removed their half outputs")
+            raise typer.Exit(130)
+        _print_results(console, root, result.compiled)
+        if not result.ok:
+            raise typer.Exit(1)
+
+    @app.command("compile")
+    @friendly
+    def compile_cmd(
+        args: list[str] = typer.Argument(..., help="SPEC [SPEC ...] [KEY=VALUE ...]"),
+        prune: bool = typer.Option(False, "--prune", help="Drop stages no compiled spec needs any more."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Check and list the stages; write nothing."),
+        no_check_paths: bool = typer.Option(False, "--no-check-paths", help="Warn instead of failing on missing files."),
+    ) -> None:
+        """Check specs and write dvc.yaml + params.yaml (merged with what is compiled already)."""
+        from vjepa.pipeline.compiler import compile_spec
+        from vjepa.pipeline.runner import publish
+
+        specs, overrides = _split(args)
+        root, console = _root(), _console()
+        compiled = [compile_spec(s, overrides, root, check_paths=not no_check_paths) for s in specs]
+        for c in compiled:
+            for warning in c.warnings:
+                console.print(f"[yellow]warning:[/] {warning}")
+            kinds: dict[str, int] = {}
+            for stage in c.stages:
+                kinds[stage.kind] = kinds.get(stage.kind, 0) + 1
+            console.print(f"{c.spec.name}: {len(c.stages)} stages ("
+                          + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
+        if dry_run:
+            for c in compiled:
+                for stage in c.stages:
+                    console.print(f"  {stage.name}", highlight=False)
+            return
+        changed, pruned = publish(root, compiled, prune)
+        for name in pruned:
+            console.print(f"pruned: {name}", highlight=False)
+        console.print("wrote dvc.yaml and params.yaml" if changed else "dvc.yaml and params.yaml unchanged")
+
+    @app.command("dag")
+    @friendly
+    def dag_cmd(args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]")) -> None:
+        """Draw the stage graph of SPEC as a tree (data -> pretrain -> extract -> probe -> report)."""
+        from rich.tree import Tree
+
+        from vjepa.pipeline.compiler import compile_spec
+
+        spec, overrides = _one_spec(args)
+        compiled = compile_spec(spec, overrides, _root(), check_paths=False)
+        colours = {"data": "blue", "pretrain": "magenta", "extract": "cyan", "probe": "green", "report": "yellow"}
+        tree = Tree(f"[bold]{compiled.spec.name}[/] ({len(compiled.stages)} stages)")
+        nodes: dict[str, Any] = {}
+        for stage in compiled.stages:
+            parent = nodes.get(stage.inputs[-1].name, tree) if stage.inputs and stage.kind != "report" else tree
+            label = f"[{colours[stage.kind]}]{stage.name}[/]"
+            if stage.kind == "report":
+                label += f" <- {len(stage.inputs)} probes"
+            nodes[stage.name] = parent.add(label)
+        _console().print(tree)
+
+    @app.command("status")
+    @friendly
+    def status_cmd(args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]")) -> None:
+        """List each stage of SPEC as up to date, stale, running or failed, with timings."""
+        from rich.table import Table
+
+        from vjepa.pipeline import dvcio, status
+        from vjepa.pipeline.compiler import compile_spec
+
+        spec, overrides = _one_spec(args)
+        root = _root()
+        compiled = compile_spec(spec, overrides, root, check_paths=False)
+        names = [s.name for s in compiled.stages]
+        text = (root / "dvc.yaml").read_text() if (root / "dvc.yaml").is_file() else ""
+        known = [n for n in names if f"  {n}:" in text]
+        stale = (dvcio.stale(root, known) if known else set()) | (set(names) - set(known))
+        rows = status.stage_statuses(root, compiled.stages, stale)
+        colours = {"up to date": "green", "stale": "yellow", "running": "cyan", "pending": "dim", "failed": "red"}
+        table = Table(title=f"{compiled.spec.name}: {sum(r.state == 'up to date' for r in rows)}/{len(rows)} up to date")
+        for col in ("stage", "state", "time", "note"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            secs = f"{r.seconds:.1f}s" if r.seconds is not None else ""
+            table.add_row(r.name, f"[{colours[r.state]}]{r.state}[/]", secs, r.note)
+        _console().print(table)
+
+    @app.command("results")
+    @friendly
+    def results_cmd(
+        args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]"),
+        fmt: str = typer.Option("table", "--format", "-f", help="table | csv | md | json"),
+    ) -> None:
+        """The result table of SPEC (mean ± std over seeds, best per column, delta to the baseline)."""
+        from vjepa.errors import UserError
+        from vjepa.pipeline.compiler import compile_spec
+
+        if fmt not in FORMATS:
+            raise UserError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        spec, overrides = _one_spec(args)
+        root = _root()
+        compiled = compile_spec(spec, overrides, root, check_paths=False)
+        _print_results(_console(), root, compiled, fmt)
+
+    @app.command("compare")
+    @friendly
+    def compare_cmd(
+        args: list[str] = typer.Argument(..., help="SPEC_A [SPEC_B] [KEY=VALUE ...]"),
+        rev: str = typer.Option(None, "--rev", help="Compare SPEC_A with its results at this git revision."),
+        fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
+    ) -> None:
+        """Cell-by-cell differences between two specs, or one spec now and at a git revision."""
+        import json
+
+        from rich.table import Table
+
+        from vjepa.errors import UserError
+        from vjepa.pipeline import results
+        from vjepa.pipeline.compiler import compile_spec
+
+        specs, overrides = _split(args)
+        root = _root()
+        if len(specs) == (1 if rev else 2):
+            a = compile_spec(specs[0], overrides, root, check_paths=False)
+            _, pa = results.pivot_report(a.report.config, results.read_workdir(root))
+        else:
+            raise UserError("compare: give SPEC_A SPEC_B, or SPEC --rev GIT_REV")
+        if rev:
+            import yaml
+
+            from vjepa.pipeline.graph import slug
+
+            shown = subprocess_git(root, ["show", f"{rev}:params.yaml"])
+            params = yaml.safe_load(shown) or {}
+            prefix = f"report-{slug(a.spec.name)}-"
+            sections = [k for k in params if k.startswith(prefix)]
+            if not sections:
+                raise UserError(f"--rev {rev}: params.yaml there has no report stage of {a.spec.name}")
+            _, pb = results.pivot_report(params[sections[0]], results.read_git(root, rev))
+            names = (f"{rev}", "now")
+            pa, pb = pb, pa
+        else:
+            b = compile_spec(specs[1], overrides, root, check_paths=False)
+            _, pb = results.pivot_report(b.report.config, results.read_workdir(root))
+            names = (a.spec.name, b.spec.name)
+        rows = results.compare(pa, pb)
+        if fmt == "json":
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        if fmt == "csv":
+            import csv
+            import sys
+
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["a", "b", "diff"])
+            writer.writeheader()
+            writer.writerows(rows)
+            return
+        scale = 100.0 if pa.percent() and (not pb.cells or pb.percent()) else 1.0
+        table = Table(title=f"{pa.metric}: {names[0]} vs {names[1]}")
+        keys = [k for k in (rows[0] if rows else {}) if k not in ("a", "b", "diff")]
+        for col in [*keys, names[0], names[1], "diff"]:
+            table.add_column(str(col))
+        for row in rows:
+            vals = [row[k] for k in keys] + [row["a"], row["b"], row["diff"]]
+            table.add_row(*[f"{v * scale:.2f}" if isinstance(v, float) else ("—" if v is None else str(v))
+                            for v in vals])
+        _console().print(table)
+
+    @app.command("cancel")
+    @friendly
+    def cancel_cmd(args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]")) -> None:
+        """Stop the active run of SPEC (local: interrupt the runner; it cleans up)."""
+        import os
+        import signal
+
+        from vjepa.pipeline import status
+        from vjepa.pipeline.compiler import compile_spec
+
+        spec, overrides = _one_spec(args)
+        root = _root()
+        compiled = compile_spec(spec, overrides, root, check_paths=False)
+        pids = set()
+        for stage in compiled.stages:
+            st = status.read_state(root, stage.name)
+            if st.get("state") in ("running", "pending") and status.pid_alive(st.get("runner_pid")):
+                pids.add(st["runner_pid"])
+        if not pids:
+            typer.echo(f"{compiled.spec.name}: nothing is running")
+            return
+        for pid in sorted(pids):
+            os.kill(pid, signal.SIGINT)
+            typer.echo(f"{compiled.spec.name}: interrupted runner {pid}")
+
+    @app.command("exec", hidden=True)
+    @friendly
+    def exec_cmd(stage: str = typer.Argument(..., help="Stage name in dvc.yaml / params.yaml.")) -> None:
+        """Run one compiled stage (the command of every dvc.yaml stage)."""
+        from vjepa.pipeline.runner import exec_stage
+
+        metrics = exec_stage(_root(), stage)
+        typer.echo(f"{stage}: done ({len(metrics)} metrics)")
+
+
+def subprocess_git(root: Path, args: list[str]) -> str:
+    """``git ARGS`` in ``root``; a failure is a UserError with git's message."""
+    import subprocess
+
+    from vjepa.errors import UserError
+
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise UserError(f"git {' '.join(args)}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
+    return out.stdout

@@ -1,0 +1,28 @@
+"""`vjepa-exp --help` must answer without importing the heavy libraries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "av", "dvc", "optuna", "polars", "hydra", "matplotlib", "omegaconf")
+
+PROBE = """
+import sys
+sys.argv = ["vjepa-exp", "--help"]
+from cli.main import app
+try:
+    app()
+except SystemExit:
+    pass
+print("LOADED:" + ",".join(sorted({m.split(".")[0] for m in sys.modules} & set(%r))))
+"""
+
+
+def test_help_imports_no_heavy_library() -> None:
+    out = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    line = [x for x in out.stdout.splitlines() if x.startswith("LOADED:")][-1]
+    assert line == "LOADED:", f"heavy modules imported by --help: {line}"
+    for command in ("run", "compile", "dag", "status", "results", "compare", "cancel"):
+        assert command in out.stdout

@@ -1,0 +1,193 @@
+"""The runner with real DVC and real subprocesses, on cheap stand-in stage bodies.
+
+The stand-ins (installed through a ``sitecustomize`` on PYTHONPATH, only in the child processes)
+write tiny files and deterministic metrics, so these tests exercise compile -> DVC status ->
+executor -> dvc commit -> results without any training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+FAKE = '''
+import os, sys, types, json, time, hashlib
+if os.environ.get("VJEPA_FAKE_STAGES") == "1":
+    def _h(obj):
+        return int(hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    def _maybe(kind, config):
+        fail = os.environ.get("FAKE_FAIL", "")
+        if fail and fail in json.dumps(config, sort_keys=True) and kind == os.environ.get("FAKE_FAIL_KIND", kind):
+            raise RuntimeError(f"fake {kind} failure")
+        time.sleep(float(os.environ.get(f"FAKE_SLEEP_{kind.upper()}", "0")))
+    def data(config, out):
+        _maybe("data", config); (out / "index.parquet").write_text("index"); return {"videos": 4}
+    def pretrain(config, out):
+        (out / "ckpt").mkdir(exist_ok=True); (out / "ckpt" / "latest.pt").write_text("resume")
+        _maybe("pretrain", config)
+        (out / "checkpoint.pt").write_text(json.dumps(config, sort_keys=True)); return {"loss": _h(config)}
+    def extract(config, out):
+        (out / "features").mkdir(); _maybe("extract", config)
+        (out / "features" / "manifest.json").write_text("{}"); return {"n": 4}
+    def probe(config, out):
+        (out / "probe.pt").write_text("p"); _maybe("probe", config)
+        v = _h(config)
+        return {"top1": v, "top5": min(1.0, v + 0.2), "label_fraction": config["label_fraction"]}
+    for _name, _fn in (("data", data), ("pretrain", pretrain), ("extract", extract), ("probe", probe)):
+        _m = types.ModuleType(f"vjepa.stages.{_name}"); _m.run = _fn
+        sys.modules[f"vjepa.stages.{_name}"] = _m
+'''
+
+SPEC = """\
+name: tiny
+defaults:
+  - data: synth_tiny
+seeds: [0]
+tasks: [motion]
+ablate:
+  pretrain.target: [feature, pixel]
+baselines:
+  random_init: {encoder: random}
+report: {rows: [target], columns: [task], metric: top1, baseline: random_init}
+"""
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "proj"
+    root.mkdir()
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text(FAKE)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(fake),
+           "VJEPA_FAKE_STAGES": "1", "DVC_NO_ANALYTICS": "1", "COLUMNS": "200"}
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=root, check=True, env=env)
+    (root / "experiments").mkdir()
+    (root / "experiments" / "tiny.yaml").write_text(textwrap.dedent(SPEC))
+    return root, env
+
+
+def vx(root: Path, env: dict[str, str], *args: str, extra: dict[str, str] | None = None,
+       check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(BIN / "vjepa-exp"), *args], cwd=root, env={**env, **(extra or {})},
+                         capture_output=True, text=True, timeout=600)
+    if check and out.returncode != 0:
+        raise AssertionError(f"vjepa-exp {' '.join(args)} -> {out.returncode}\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def dvc(root: Path, env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout + out.stderr
+
+
+def ran(output: str) -> set[str]:
+    return {line.split("done: ", 1)[1].split(" ")[0] for line in output.splitlines() if line.startswith("done: ")}
+
+
+def results_json(root: Path, env: dict[str, str]) -> list[dict]:
+    return json.loads(vx(root, env, "results", "experiments/tiny.yaml", "--format", "json").stdout)
+
+
+def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
+    root, env = project
+    first = vx(root, env, "run", "experiments/tiny.yaml", "-j", "2")
+    assert len(ran(first.stdout)) == 13, first.stdout
+    assert "random_init" in first.stdout and ("[+" in first.stdout or "[-" in first.stdout)
+    assert json.loads(dvc(root, env, "status", "--json").strip().splitlines()[-1]) == {}
+    assert "Running stage" not in dvc(root, env, "repro")
+
+    started = time.time()
+    again = vx(root, env, "run", "experiments/tiny.yaml")
+    assert "nothing to do" in again.stdout and time.time() - started < 20
+
+    changed = vx(root, env, "run", "experiments/tiny.yaml", "probe.lr=0.002", "-j", "2")
+    kinds = sorted(name.split("-")[0] for name in ran(changed.stdout))
+    assert kinds == ["probe"] * 3 + ["report"], changed.stdout
+    assert json.loads(dvc(root, env, "status", "--json").strip().splitlines()[-1]) == {}
+
+    # the same pipeline through plain `dvc repro` in a second clone gives the same table
+    other = root.parent / "clone"
+    other.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=other, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=other, check=True, env=env)
+    (other / "experiments").mkdir()
+    (other / "experiments" / "tiny.yaml").write_text(SPEC)
+    vx(other, env, "compile", "experiments/tiny.yaml")
+    dvc(other, env, "repro")
+    assert "nothing to do" in vx(other, env, "run", "experiments/tiny.yaml").stdout
+    assert results_json(other, env) == results_json(root, env)
+
+
+def test_failure_shows_log_tail_and_keep_going_runs_the_rest(project) -> None:
+    root, env = project
+    out = vx(root, env, "run", "experiments/tiny.yaml", "--keep-going", "-j", "2",
+             extra={"FAKE_FAIL": '"target": "pixel"', "FAKE_FAIL_KIND": "pretrain"}, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "failed: pretrain-vit_micro-multiblock_small-pixel" in out.stdout
+    assert "RuntimeError: fake pretrain failure" in out.stdout
+    done = ran(out.stdout)
+    assert any(n.startswith("probe-vit_micro_multiblock_small_feature") for n in done)
+    assert any(n.startswith("probe-random") for n in done)
+    assert not any("pixel" in n for n in done)
+    assert not list((root / "runs" / "probe").glob("*pixel*"))
+    status = vx(root, env, "status", "experiments/tiny.yaml").stdout
+    assert "failed" in status and "stale" in status
+    # without --keep-going nothing new starts after the failure; the rerun without it completes
+    fixed = vx(root, env, "run", "experiments/tiny.yaml", "-j", "2")
+    assert all("pixel" in n or n.startswith("report") for n in ran(fixed.stdout)), fixed.stdout
+
+
+def _wait_running(root: Path, kind: str, timeout: float = 120) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        for path in (root / ".vjepa" / "state").glob(f"{kind}-*.json"):
+            if json.loads(path.read_text()).get("state") == "running" and list((root / "runs" / kind).glob("*/ckpt")):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"no {kind} stage started")
+
+
+def _no_half_outputs(root: Path) -> None:
+    for folder in (root / "runs").glob("*/*"):
+        if folder.is_dir() and folder.parent.name != "pretrain":
+            assert (folder / "metrics.json").is_file(), f"half output left: {folder}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_killed_run_leaves_no_half_outputs_and_resumes(project, sig) -> None:
+    root, env = project
+    vx(root, env, "compile", "experiments/tiny.yaml")
+    slow = {**env, "FAKE_SLEEP_PRETRAIN": "60", "FAKE_SLEEP_EXTRACT": "60"}
+    proc = subprocess.Popen([str(BIN / "vjepa-exp"), "run", "experiments/tiny.yaml", "-j", "2"], cwd=root,
+                            env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_running(root, "pretrain")
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, output
+        assert "interrupted" in output
+    time.sleep(1.0)  # children of a SIGKILLed runner get SIGTERM from the kernel (PDEATHSIG)
+    _no_half_outputs(root)
+    assert not list((root / "metrics").glob("pretrain/*.json"))
+    final = vx(root, env, "run", "experiments/tiny.yaml", "-j", "2")
+    # every stage but data reruns; data too when the kill came before its `dvc commit`
+    assert len(ran(final.stdout)) in (12, 13), final.stdout
+    _no_half_outputs(root)
+    assert json.loads(dvc(root, env, "status", "--json").strip().splitlines()[-1]) == {}
+    assert len(results_json(root, env)) == 3

@@ -1,0 +1,120 @@
+"""Compose one variant's config with Hydra (group choices), then apply value overrides and check it.
+
+Hydra's compose API picks the group files; values are set afterwards with OmegaConf so that a
+value from a spec keeps its YAML type, and interpolations (``${model.img_size}``) resolve last.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from vjepa.pipeline import schema
+from vjepa.pipeline.schema import Invalid
+from vjepa.pipeline.spec import CONF_DIR, GROUPS, Spec, Value
+
+
+class Composer:
+    """A Hydra compose session over ``conf_dir``; composes are cached by group choices."""
+
+    def __init__(self, conf_dir: Path = CONF_DIR) -> None:
+        self.conf_dir = Path(conf_dir)
+        self._ctx: Any = None
+        self._cache: dict[tuple, Any] = {}
+
+    def __enter__(self) -> Composer:
+        from hydra import initialize_config_dir
+
+        self._ctx = initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3")
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ctx.__exit__(*exc)
+
+    def _base(self, choices: dict[str, str]) -> Any:
+        from hydra import compose
+
+        key = tuple(sorted(choices.items()))
+        if key not in self._cache:
+            self._cache[key] = compose("config", overrides=[f"{g}={o}" for g, o in sorted(choices.items())])
+        return self._cache[key]
+
+    def compose(self, spec: Spec, choices: dict[str, str], values: list[Value]) -> dict[str, Any]:
+        """The resolved, checked config (plain dict) of one variant."""
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        cfg = copy.deepcopy(self._base(choices))
+        OmegaConf.set_struct(cfg, False)
+        for value in values:
+            try:
+                OmegaConf.update(cfg, value.key, value.value, merge=True)
+            except OmegaConfBaseException as exc:
+                raise spec.error(value.origin, f"cannot set {value.key} ({_first_line(exc)})") from None
+        try:
+            resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except OmegaConfBaseException as exc:
+            raise spec.error("", f"cannot resolve the config ({_first_line(exc)})") from None
+        assert isinstance(resolved, dict)
+        resolved = {k: resolved[k] for k in GROUPS}
+        try:
+            schema.CONFIG.check(resolved, "")
+            check_combinations(resolved)
+        except Invalid as exc:
+            raise spec.error(exc.path, exc.message + _origin_note(exc.path, values)) from None
+        return resolved
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _origin_note(path: str, values: list[Value]) -> str:
+    """`` (set by ...)`` when a value override from elsewhere than the spec's own key set ``path``."""
+    for value in reversed(values):
+        if path == value.key or path.startswith(value.key + ".") or path.startswith(value.key + "["):
+            return "" if value.origin == value.key else f" (set by {value.origin})"
+    return ""
+
+
+def _divisible(path: str, value: int, by_path: str, by: int) -> None:
+    if value % by:
+        raise Invalid(path, f"{value} is not divisible by {by_path} {by}")
+
+
+def check_combinations(cfg: dict[str, Any]) -> None:
+    """Facts that need several keys at once (geometry, data source, sweep ranges)."""
+    model = cfg["model"]
+    _divisible("model.img_size", model["img_size"], "model.patch_size", model["patch_size"])
+    _divisible("model.num_frames", model["num_frames"], "model.tubelet_size", model["tubelet_size"])
+    heads = schema.MODEL_HEADS[model["name"]]
+    _divisible("model.pred_embed_dim", model["pred_embed_dim"], f"the {model['name']} head count", heads)
+    clip = cfg["pretrain"]["clip"]
+    _divisible("pretrain.clip.crop_size", clip["crop_size"], "model.patch_size", model["patch_size"])
+    if clip["frames_per_clip"] != model["num_frames"]:
+        raise Invalid("pretrain.clip.frames_per_clip",
+                      f"{clip['frames_per_clip']} must equal model.num_frames {model['num_frames']}")
+    for task, proto in cfg["eval"]["protocols"].items():
+        _divisible(f"eval.protocols.{task}.crop_size", proto["crop_size"], "model.patch_size", model["patch_size"])
+        _divisible(f"eval.protocols.{task}.frames_per_clip", proto["frames_per_clip"],
+                   "model.tubelet_size", model["tubelet_size"])
+    data = cfg["data"]
+    if (data["synth"] is None) == (data["source"] is None):
+        raise Invalid("data", "set exactly one of data.synth (generate) and data.source (index a dataset)")
+    for name, param in cfg["sweep"]["space"].items():
+        where = f"sweep.space.{name}"
+        if param["type"] in ("float", "int"):
+            if param.get("low") is None or param.get("high") is None:
+                raise Invalid(where, f"a {param['type']} range needs low and high")
+            if param["low"] >= param["high"]:
+                raise Invalid(where, f"low {param['low']} must be below high {param['high']}")
+            if param.get("log") and param["low"] <= 0:
+                raise Invalid(where, "a log range needs low > 0")
+        elif not param.get("choices"):
+            raise Invalid(where, "a categorical parameter needs choices")
+    if cfg["sweep"]["n_trials"] > 0:
+        for name in cfg["sweep"]["space"]:
+            if name not in cfg["probe"]:
+                raise Invalid(f"sweep.space.{name}", f"not a probe setting{schema.suggest(name, cfg['probe'])}")

@@ -1,0 +1,196 @@
+"""dvc.yaml / params.yaml writing, and DVC's own view of what is stale (status) and what ran (commit).
+
+The files are rendered deterministically (stable order, sorted params) and replaced atomically
+only when their bytes change. params.yaml also holds ``vjepa-specs``, the registry of compiled
+specs, so that ``--prune`` knows on any clone which stages some spec still needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from vjepa.errors import SpecError, UserError
+from vjepa.pipeline.graph import KINDS, Stage, parse_name
+from vjepa.utils.io import atomic_write_text
+
+REGISTRY = "vjepa-specs"
+CMD_PREFIX = "vjepa-exp exec "
+DVCIGNORE_LINES = ("__pycache__/", "*.pyc")
+
+# The source folders whose code each stage kind runs: a change there reruns the stage; a change to
+# cli/ or docs/ does not. Paths that do not exist in the project are left out.
+CODE_DEPS: dict[str, tuple[str, ...]] = {
+    "data": ("vjepa/data", "vjepa/stages/data.py"),
+    "pretrain": ("vjepa/data", "vjepa/models", "vjepa/masks", "vjepa/train", "vjepa/stages/pretrain.py"),
+    "extract": ("vjepa/data", "vjepa/models", "vjepa/eval", "vjepa/stages/extract.py"),
+    "probe": ("vjepa/models", "vjepa/eval", "vjepa/stages/probe.py"),
+    "report": ("vjepa/stages/report.py", "vjepa/pipeline/results.py", "vjepa/pipeline/tables.py",
+               "vjepa/pipeline/plots.py"),
+}
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: the nearest folder upwards holding ``.dvc/`` (else ``start``)."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return start
+
+
+def dvc_env() -> dict[str, str]:
+    """The environment every DVC call gets (no analytics, no update checks)."""
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATER": "1"}
+
+
+def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:
+    """The dvc.yaml entry of ``stage``."""
+    deps = [s.out for s in stage.inputs]
+    if stage.kind == "extract" and stage.config["encoder"]["source"] == "official":
+        path = stage.config["encoder"]["path"]
+        if not Path(path).is_absolute():
+            deps.append(path)
+    if stage.kind == "data" and stage.config.get("source") and not Path(stage.config["source"]).is_absolute():
+        deps.append(stage.config["source"])
+    deps += [p for p in CODE_DEPS[stage.kind] if (root / p).exists()]
+    out: Any = {stage.out: {"persist": True}} if stage.persist else stage.out
+    return {
+        "cmd": CMD_PREFIX + stage.name,
+        "params": [stage.name],
+        "deps": sorted(set(deps)),
+        "outs": [out],
+        "metrics": [{stage.metrics_file: {"cache": False}}],
+    }
+
+
+def _dump(data: Any, sort_keys: bool) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=sort_keys, default_flow_style=False, width=4096, allow_unicode=True)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path.name}: expected a mapping at the top")
+    return data
+
+
+def _managed(name: str, entry: Any) -> bool:
+    return isinstance(entry, dict) and str(entry.get("cmd", "")).startswith(CMD_PREFIX)
+
+
+def _stage_order(item: tuple[str, Any]) -> tuple:
+    name, entry = item
+    if not _managed(name, entry):
+        return (0, "")  # hand-written stages first, in their own order (sort is stable)
+    try:
+        kind = parse_name(name)[0]
+    except ValueError:
+        return (1, 0, name)
+    return (1, KINDS.index(kind), name)
+
+
+def registry_entry(spec_file: str, overrides: list[str], stages: Iterable[Stage]) -> dict[str, Any]:
+    return {"file": spec_file, "overrides": list(overrides), "stages": sorted(s.name for s in stages)}
+
+
+def check_name_free(root: Path, name: str, spec_file: str) -> None:
+    """Two spec files may not share a name: their registry entries would overwrite each other."""
+    registry = _load(root / "params.yaml").get(REGISTRY) or {}
+    other = registry.get(name, {}).get("file")
+    if other and other != spec_file and (root / other).exists():
+        raise SpecError(f"{spec_file}: name: {name!r} is already the name of {other}; choose another name")
+
+
+def render(root: Path, compiled: list[Any], prune: bool = False) -> tuple[str, str, list[str]]:
+    """The new dvc.yaml and params.yaml texts, merging ``compiled`` specs into what is there.
+
+    A recompiled spec's stages that no compiled spec needs any more are dropped (so `dvc repro`
+    never runs an obsolete variant); ``prune`` also drops every stage no registered spec needs.
+    Returns (dvc_yaml, params_yaml, dropped stage names).
+    """
+    dvc = _load(root / "dvc.yaml")
+    params = _load(root / "params.yaml")
+    stages: dict[str, Any] = dict(dvc.get("stages") or {})
+    registry: dict[str, Any] = dict(params.get(REGISTRY) or {})
+    replaced: set[str] = set()  # stages a recompiled spec needed before but needs no more
+    for c in compiled:
+        replaced |= set(registry.get(c.spec.name, {}).get("stages", []))
+        registry[c.spec.name] = registry_entry(c.spec.file, c.spec.overrides, c.stages)
+        for stage in c.stages:
+            stages[stage.name] = stage_entry(stage, root)
+            params[stage.name] = stage.config
+    if prune:
+        registry = {k: v for k, v in registry.items() if (root / v["file"]).exists()}
+    needed = {name for entry in registry.values() for name in entry["stages"]}
+    drop = [n for n, e in stages.items() if _managed(n, e) and n not in needed and (prune or n in replaced)]
+    for name in drop:
+        del stages[name]
+        params.pop(name, None)
+    pruned = drop
+    params[REGISTRY] = dict(sorted(registry.items()))
+    dvc["stages"] = dict(sorted(stages.items(), key=_stage_order))
+    return _dump(dvc, sort_keys=False), _dump(params, sort_keys=True), sorted(pruned)
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Replace ``path`` atomically when its bytes differ; True when it was written."""
+    if path.is_file() and path.read_text() == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
+def ensure_dvcignore(root: Path) -> None:
+    """Byte-code caches must not count as code changes."""
+    path = root / ".dvcignore"
+    text = path.read_text() if path.is_file() else ""
+    missing = [line for line in DVCIGNORE_LINES if line not in text.splitlines()]
+    if missing:
+        atomic_write_text(path, text + ("" if text.endswith("\n") or not text else "\n") + "\n".join(missing) + "\n")
+
+
+def read_params(root: Path) -> dict[str, Any]:
+    """params.yaml as a dict (empty when missing)."""
+    return _load(root / "params.yaml")
+
+
+# --------------------------------------------------------------------------------------------
+# DVC's view. dvc.repo is imported here only, inside the calls.
+
+
+def _quiet() -> None:
+    """DVC's own progress lines ("Updating lock file") would garble the runner's output."""
+    import logging
+
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    logging.getLogger("dvc").setLevel(logging.WARNING)
+
+
+def stale(root: Path, names: Iterable[str]) -> set[str]:
+    """The stages among ``names`` that DVC reports as changed (deps, params, outs or never run)."""
+    from dvc.repo import Repo
+
+    names = list(names)
+    _quiet()
+    with Repo(str(root)) as repo:
+        status = repo.status(targets=None)
+    return {n for n in names if n in status}
+
+
+def commit(root: Path, names: Iterable[str]) -> None:
+    """Record finished stages in dvc.lock (``dvc commit -f``)."""
+    from dvc.repo import Repo
+
+    _quiet()
+    with Repo(str(root)) as repo:
+        for name in names:
+            repo.commit(name, force=True)

@@ -1,0 +1,269 @@
+"""``vjepa-exp run``: compile, ask DVC what is stale, run it through an executor, commit what finished.
+
+Completion rule: a stage folder is finished when it holds ``metrics.json`` (written last by
+``run_stage``). ``vjepa-exp exec`` clears an unfinished folder before it starts (a persist folder
+without metrics.json is kept: it holds the checkpoint to resume from), and the runner removes the
+half outputs of stages it stops, so an interrupted run never leaves one that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vjepa.errors import UserError
+from vjepa.pipeline import dvcio, status
+from vjepa.pipeline.compiler import Compiled, compile_spec
+from vjepa.pipeline.executors.base import Executor, JobHandle, JobState, StageJob, make_executor
+from vjepa.pipeline.graph import Stage, descendants, metrics_path, out_dir, parse_name
+
+
+@dataclass
+class RunOptions:
+    spec: Path
+    overrides: list[str] = field(default_factory=list)
+    jobs: int | None = None
+    dry_run: bool = False
+    force: list[str] = field(default_factory=list)
+    force_all: bool = False
+    keep_going: bool = False
+    check_paths: bool = True
+
+
+@dataclass
+class RunResult:
+    compiled: Compiled
+    ran: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.cancelled or self.interrupted)
+
+
+def publish(root: Path, compiled: list[Compiled], prune: bool = False) -> tuple[bool, list[str]]:
+    """Write dvc.yaml + params.yaml for ``compiled`` (all checks done first); (changed, pruned)."""
+    for c in compiled:
+        dvcio.check_name_free(root, c.spec.name, c.spec.file)
+    dvc_text, params_text, pruned = dvcio.render(root, compiled, prune)
+    dvcio.ensure_dvcignore(root)
+    changed = dvcio.write_if_changed(root / "params.yaml", params_text)
+    changed = dvcio.write_if_changed(root / "dvc.yaml", dvc_text) or changed
+    return changed, pruned
+
+
+@contextlib.contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """One runner per project at a time."""
+    path = root / ".vjepa" / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise UserError(f"another vjepa-exp run is active in this project (pid {fh.read().strip() or '?'})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+
+
+def plan(root: Path, compiled: Compiled, force: list[str], force_all: bool) -> list[Stage]:
+    """The stages to run: DVC's stale ones, forced ones, and everything downstream of them."""
+    stages = compiled.stages
+    names = {s.name for s in stages}
+    for name in force:
+        if name not in names:
+            from vjepa.pipeline.schema import suggest
+
+            raise UserError(f"--force: no stage {name!r} in {compiled.spec.name}{suggest(name, names)}")
+    roots = names if force_all else dvcio.stale(root, names) | set(force)
+    todo = descendants(stages, roots)
+    return [s for s in stages if s.name in todo]
+
+
+def remove_half_output(root: Path, name: str, persist: bool) -> None:
+    """Delete an unfinished stage's folder (persist folders keep their resume state)."""
+    folder = root / out_dir(name)
+    if not persist and folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    (root / metrics_path(name)).unlink(missing_ok=True)
+
+
+def stage_job(root: Path, stage: Stage, resources: dict[str, Any]) -> StageJob:
+    return StageJob(
+        stage=stage.name, kind=stage.kind,
+        cmd=(sys.executable, "-m", "cli.main", "exec", stage.name),
+        cwd=str(root), log=str(status.log_path(root, stage.name)),
+        resources=dict(resources.get(stage.kind) or {}),
+        env={"DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"},
+    )
+
+
+class NullView:
+    """A view that shows nothing (programmatic runs); the CLI passes a rich one."""
+
+    def warn(self, message: str) -> None: ...
+    def start(self, runner: Runner) -> None: ...
+    def update(self, runner: Runner) -> None: ...
+    def stop(self) -> None: ...
+    def event(self, name: str, what: str, seconds: float | None) -> None: ...
+    def failure(self, name: str, reason: str, log_tail: str, log: str) -> None: ...
+
+
+class Runner:
+    """Submits the planned stages to an executor, tracks them, commits what finishes."""
+
+    def __init__(self, root: Path, compiled: Compiled, todo: list[Stage], executor: Executor,
+                 keep_going: bool, view: Any) -> None:
+        self.root, self.compiled, self.todo, self.executor = root, compiled, todo, executor
+        self.keep_going, self.view = keep_going, view
+        self.handles: dict[str, JobHandle] = {}
+        self.states: dict[str, JobState] = {}
+        self.started: dict[str, float] = {}
+        self.result = RunResult(compiled, planned=[s.name for s in todo])
+
+    def submit(self) -> None:
+        resources = self.compiled.executor.get("resources") or {}
+        for stage in self.todo:
+            after = [self.handles[i.name] for i in stage.inputs if i.name in self.handles]
+            status.log_path(self.root, stage.name).unlink(missing_ok=True)
+            handle = self.executor.submit(stage_job(self.root, stage, resources), after)
+            self.handles[stage.name] = handle
+            self.states[stage.name] = JobState.PENDING
+            status.write_state(self.root, stage.name, state="pending", handle=handle.to_dict(), runner_pid=os.getpid(),
+                               started=None, ended=None, reason="")
+
+    def loop(self) -> None:
+        while any(not s.finished for s in self.states.values()):
+            self.executor.wait(list(self.handles.values()), timeout=0.5)
+            done = []
+            for name, handle in self.handles.items():
+                old = self.states[name]
+                if old.finished:
+                    continue
+                st = self.executor.poll(handle)
+                if st.state == old:
+                    continue
+                self.states[name] = st.state
+                if st.state == JobState.RUNNING:
+                    self.started[name] = st.started or time.time()
+                    status.write_state(self.root, name, state="running", started=self.started[name])
+                elif st.state == JobState.DONE:
+                    done.append(name)
+                elif st.state.finished:
+                    self._failed(name, st.state, st.reason)
+            if done:
+                dvcio.commit(self.root, done)
+                for name in done:
+                    self.result.ran.append(name)
+                    status.write_state(self.root, name, state="done", ended=time.time())
+                    self.view.event(name, "done", time.time() - self.started.get(name, time.time()))
+            self.view.update(self)
+
+    def _failed(self, name: str, state: JobState, reason: str) -> None:
+        stage = self.compiled.graph.stages[name]
+        remove_half_output(self.root, name, stage.persist)
+        status.write_state(self.root, name, state=state.value, ended=time.time(), reason=reason)
+        if state == JobState.FAILED:
+            self.result.failed.append(name)
+            self.view.failure(name, reason, self.executor.log_tail(self.handles[name], 20),
+                              str(status.log_path(self.root, name)))
+            if not self.keep_going:
+                for other, handle in self.handles.items():
+                    if self.states[other] == JobState.PENDING:
+                        self.executor.cancel(handle)
+        else:
+            self.result.cancelled.append(name)
+            self.view.event(name, "cancelled" + (f" ({reason})" if reason != "cancelled" else ""), None)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop every job, remove half outputs, record the states."""
+        cancel_all = getattr(self.executor, "cancel_all", None)
+        if cancel_all is not None:
+            cancel_all()
+        else:
+            for handle in self.handles.values():
+                self.executor.cancel(handle)
+        for name, state in self.states.items():
+            if not state.finished:
+                remove_half_output(self.root, name, self.compiled.graph.stages[name].persist)
+                status.write_state(self.root, name, state="cancelled", ended=time.time(), reason="interrupted")
+                self.result.cancelled.append(name)
+        self.result.interrupted = True
+
+
+def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
+    """Compile ``opts.spec``, run its stale stages, return what happened."""
+    compiled = compile_spec(opts.spec, opts.overrides, root, check_paths=opts.check_paths)
+    for warning in compiled.warnings:
+        view.warn(warning)
+    if not opts.dry_run:
+        publish(root, [compiled])
+    if opts.dry_run and not _has_all(root, compiled):
+        todo = compiled.stages  # not compiled here yet: everything would run
+    else:
+        todo = plan(root, compiled, opts.force, opts.force_all)
+    result = RunResult(compiled, planned=[s.name for s in todo])
+    if not todo or opts.dry_run:
+        return result
+    with run_lock(root):
+        executor = make_executor(compiled.executor, root, opts.jobs)
+        runner = Runner(root, compiled, todo, executor, opts.keep_going, view)
+        try:
+            runner.submit()
+            view.start(runner)
+            runner.loop()
+        except KeyboardInterrupt:
+            runner.interrupt()
+        finally:
+            view.stop()
+            executor.close()
+    return runner.result
+
+
+def _has_all(root: Path, compiled: Compiled) -> bool:
+    """True when dvc.yaml already holds every stage (a dry run can then ask DVC)."""
+    text = (root / "dvc.yaml").read_text() if (root / "dvc.yaml").is_file() else ""
+    return all(f"  {s.name}:" in text for s in compiled.stages)
+
+
+def exec_stage(root: Path, name: str) -> dict[str, Any]:
+    """``vjepa-exp exec``: run stage ``name`` from its params.yaml section; publish its metrics copy."""
+    from vjepa.stages import run_stage
+    from vjepa.utils.io import atomic_write_json
+
+    try:
+        kind, _, uid = parse_name(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    params = dvcio.read_params(root)
+    if name not in params:
+        raise UserError(f"params.yaml has no section {name!r}: compile the spec first")
+    config = params[name]
+    entry = (dvcio._load(root / "dvc.yaml").get("stages") or {}).get(name, {})
+    persist = any(isinstance(o, dict) and any(v.get("persist") for v in o.values()) for o in entry.get("outs", []))
+    out = root / out_dir(name)
+    if out.exists() and (not persist or (out / "metrics.json").exists()):
+        shutil.rmtree(out)  # unfinished, or finished by an older run of changed code
+    (root / metrics_path(name)).unlink(missing_ok=True)
+    metrics = run_stage(kind, config, out, uid)
+    atomic_write_json(root / metrics_path(name), metrics)
+    return metrics
