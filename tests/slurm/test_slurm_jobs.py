@@ -1,0 +1,125 @@
+"""Job bodies on the local cluster: preemption + requeue + resume, and a 2-task gloo job."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+
+from vjepa.pipeline.executors.slurm import SlurmExecutor, StageJob
+from vjepa.pipeline.slurm_jobs import StageRunner
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+SMALL = {"resources": {"default": {"cpus_per_task": 1, "mem_gb": 0.5, "time": 5}}}
+
+
+def toy_pretrain(kind: str, config: dict, out: str, uid: str | None) -> dict:
+    """A stage with the pretrain contract: saves on the stop event, raises PretrainInterrupted."""
+    from vjepa.train.signals import PretrainInterrupted, stop_on_signals
+    from vjepa.utils.io import atomic_write_json
+
+    out_dir = Path(out)
+    ckpt = out_dir / "ckpt" / "latest.json"
+    state = json.loads(ckpt.read_text()) if ckpt.exists() else {"step": 0, "acc": 1}
+    with open(out_dir / "starts.txt", "a") as fh:
+        fh.write(f"{state['step']}\n")
+    with stop_on_signals() as stop:
+        while state["step"] < config["steps"]:
+            if stop.is_set():
+                atomic_write_json(ckpt, state)
+                raise PretrainInterrupted(f"saved at step {state['step']}")
+            state["acc"] = (state["acc"] * 31 + state["step"]) % 1_000_003
+            state["step"] += 1
+            (out_dir / "progress").write_text(str(state["step"]))
+            time.sleep(config["sleep"])
+    return dict(state)
+
+
+def progress(out: Path) -> int:
+    """Steps done so far (0 while the file is missing or being rewritten)."""
+    try:
+        return int((out / "progress").read_text() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+def expected(steps: int) -> dict:
+    acc = 1
+    for step in range(steps):
+        acc = (acc * 31 + step) % 1_000_003
+    return {"step": steps, "acc": acc}
+
+
+def test_usr2_requeues_and_resumes_to_the_same_result(slurm_folder):
+    ex = SlurmExecutor({**SMALL, "folder": str(slurm_folder)}, spec="pre", root=slurm_folder)
+    out = slurm_folder / "run"
+    out.mkdir()
+    config = {"steps": 40, "sleep": 0.2}
+    runner = StageRunner("pretrain", config, str(out), "uid0", fn=toy_pretrain)
+    h = ex.submit(StageJob("pretrain", "pretrain", fn=runner))
+    deadline = time.monotonic() + 60
+    while progress(out) < 5:
+        assert time.monotonic() < deadline, ex.log_tail(h)
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR2", h.job_id], check=True)
+    assert ex.wait([h], timeout_s=120, interval_s=1) == {"pretrain": "done"}, ex.log_tail(h, 40)
+    starts = [int(s) for s in (out / "starts.txt").read_text().split()]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 5  # resumed, not restarted
+    assert ex.result(h) == expected(40)
+
+
+TOY_SCRIPT = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_slurm_jobs import toy_pretrain
+print(json.dumps(toy_pretrain("pretrain", {{"steps": 40, "sleep": 0.2}}, {out!r}, None)))
+"""
+
+
+def test_usr2_on_a_command_stage_requeues_and_resumes(slurm_folder):
+    ex = SlurmExecutor({**SMALL, "folder": str(slurm_folder)}, spec="cmd", root=slurm_folder)
+    out = slurm_folder / "run"
+    out.mkdir()
+    script = TOY_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out))
+    h = ex.submit(StageJob("pretrain", "pretrain", command=[sys.executable, "-c", script]))
+    deadline = time.monotonic() + 60
+    while progress(out) < 5:
+        assert time.monotonic() < deadline, ex.log_tail(h)
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR2", h.job_id], check=True)
+    assert ex.wait([h], timeout_s=120, interval_s=1) == {"pretrain": "done"}, ex.log_tail(h, 40)
+    starts = [int(s) for s in (out / "starts.txt").read_text().split()]
+    assert len(starts) == 2 and starts[1] >= 5
+    stdout = ex.log_paths(h)[0].read_text().splitlines()
+    assert json.loads([ln for ln in stdout if ln.startswith("{")][-1]) == expected(40)
+
+
+def ddp_sum() -> dict:
+    """Each rank contributes rank + 1 through a gloo all_reduce."""
+    import torch
+    import torch.distributed as dist
+
+    from vjepa.train.distributed import init, shutdown
+
+    denv = init("cpu")
+    value = torch.tensor([float(denv.rank + 1)])
+    dist.all_reduce(value)
+    shutdown(denv)
+    return {"rank": denv.rank, "world": denv.world_size, "sum": value.item()}
+
+
+def test_two_task_gloo_job(slurm_folder):
+    res = {
+        "resources": {"default": {"cpus_per_task": 1, "mem_gb": 2, "time": 5, "tasks_per_node": 2}}
+    }
+    ex = SlurmExecutor({**res, "folder": str(slurm_folder)}, spec="ddp", root=slurm_folder)
+    h = ex.submit(StageJob("ddp", "pretrain", fn=ddp_sum))
+    assert ex.wait([h], timeout_s=120, interval_s=1) == {"ddp": "done"}, ex.log_tail(h, 40)
+    results = ex.result(h, tasks=2)
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    assert all(r["world"] == 2 and r["sum"] == 3.0 for r in results)
