@@ -1,0 +1,31 @@
+"""Pretrain stage: ``run(config, out) -> metrics``, the body of ``vjepa-exp stage pretrain``.
+
+SIGTERM and SIGUSR2 (SLURM preemption / time limit) make the run save ``ckpt/latest.pt`` at the
+next step and raise :class:`vjepa.train.signals.PretrainInterrupted`, so no ``metrics.json`` is
+published; running the stage again resumes from the saved state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    from vjepa.train import pretrain
+    from vjepa.train.distributed import read_env
+    from vjepa.train.plots import plot_losses
+    from vjepa.train.signals import PretrainInterrupted, stop_on_signals
+
+    out = Path(out)
+    with stop_on_signals() as stop:
+        metrics = pretrain(config, out, stop=stop)
+    if metrics.get("interrupted"):
+        raise PretrainInterrupted(
+            f"pretraining interrupted at step {metrics['steps']}; resume state saved in "
+            f"{out / 'ckpt' / 'latest.pt'}"
+        )
+    if read_env().is_main and (out / "checkpoint.pt").is_file():
+        target = config.get("pretrain", {}).get("target", "feature")
+        plot_losses({f"{target} target": out / "log.jsonl"}, out / "loss.png")
+    return metrics

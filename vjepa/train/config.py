@@ -1,0 +1,90 @@
+"""The ``pretrain`` stage config: defaults (the paper's ViT-L recipe) and validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vjepa.errors import UserError
+
+PRETRAIN_DEFAULTS: dict[str, Any] = {
+    "target": "feature",  # feature | pixel (Table 1)
+    "seed": 0,
+    "batch_size": 24,  # per process and micro-step; global = batch_size * world * accumulation
+    "epochs": 300,
+    "iterations_per_epoch": 300,  # optimizer steps per epoch; the loader cycles the videos
+    "start_lr": 2.0e-4,
+    "lr": 6.25e-4,
+    "final_lr": 1.0e-6,
+    "warmup_epochs": 40,
+    "ipe_scale": 1.25,
+    "weight_decay": 0.04,
+    "final_weight_decay": 0.4,
+    "ema": [0.998, 1.0],
+    "clip_grad": 10.0,  # per module (encoder, predictor), after warmup as in the reference
+    "accumulation_steps": 1,
+    "dtype": "bfloat16",  # autocast dtype on GPU: bfloat16 | float16 (GradScaler) | float32
+    "compile": False,
+    "checkpoint_every": 100,
+    "log_every": 10,
+    "max_loss": 1.0e4,
+    "deterministic": False,  # torch.use_deterministic_algorithms (bitwise resume tests)
+    "device": "auto",  # auto | cpu | cuda
+    "progress": True,  # rich progress bar on rank 0
+}
+
+CLIP_DEFAULTS: dict[str, Any] = {
+    "frames_per_clip": 16,
+    "frame_step": 4,
+    "crop_size": 224,
+    "random_resize_scale": [0.3, 1.0],
+    "random_resize_aspect_ratio": [0.75, 1.35],
+    "hflip": 0.5,
+    "num_workers": 2,
+}
+
+DATA_DEFAULTS: dict[str, Any] = {"index": None, "split": "train", "tasks": None}
+
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def _merge(section: str, given: dict | None, defaults: dict[str, Any]) -> dict[str, Any]:
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise UserError(
+            f"pretrain config: unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}"
+        )
+    return {**defaults, **given}
+
+
+def resolve(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults into the ``data``, ``clip`` and ``pretrain`` sections and check them."""
+    for key in ("model", "masking"):
+        if not isinstance(config.get(key), dict):
+            raise UserError(f"pretrain config: section '{key}' is missing")
+    cfg = dict(config)
+    cfg["data"] = _merge("data", config.get("data"), DATA_DEFAULTS)
+    cfg["clip"] = _merge("clip", config.get("clip"), CLIP_DEFAULTS)
+    cfg["pretrain"] = p = _merge("pretrain", config.get("pretrain"), PRETRAIN_DEFAULTS)
+    if cfg["data"]["index"] is None:
+        raise UserError("pretrain config: data.index is required")
+    if p["target"] not in ("feature", "pixel"):
+        raise UserError(
+            f"pretrain config: pretrain.target must be feature or pixel, not {p['target']!r}"
+        )
+    if p["dtype"] not in DTYPES:
+        raise UserError(f"pretrain config: pretrain.dtype must be one of {', '.join(DTYPES)}")
+    for key in ("batch_size", "epochs", "iterations_per_epoch", "accumulation_steps"):
+        if int(p[key]) < 1:
+            raise UserError(f"pretrain config: pretrain.{key} must be >= 1")
+    model, clip = cfg["model"], cfg["clip"]
+    if "num_frames" in model and model["num_frames"] != clip["frames_per_clip"]:
+        raise UserError(
+            f"pretrain config: clip.frames_per_clip {clip['frames_per_clip']} != "
+            f"model.num_frames {model['num_frames']}"
+        )
+    if "img_size" in model and model["img_size"] != clip["crop_size"]:
+        raise UserError(
+            f"pretrain config: clip.crop_size {clip['crop_size']} != model.img_size {model['img_size']}"
+        )
+    return cfg

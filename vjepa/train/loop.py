@@ -1,0 +1,436 @@
+"""The V-JEPA pretraining loop: ``pretrain(config, out) -> metrics``.
+
+One optimizer step (Bardes et al. 2024, Sec. 3 and App. C):
+
+1. per micro-step, load B clips and draw the context/target masks of every mask generator;
+2. targets: the EMA target encoder on the full clip, layer-normed (``feature``), or the clip's
+   normalised tubelet pixels (``pixel``); no gradient flows into them;
+3. for each generator: context encoder on the context tokens, predictor at the target tokens,
+   L1 (features) or MSE (pixels); the loss is the mean over generators;
+4. AdamW step with the scheduled lr / weight decay (gradients clipped per module after warmup),
+   then the EMA update of the target encoder with the scheduled momentum.
+
+Outputs in ``out``: ``log.jsonl`` (one record per step), ``ckpt/latest.pt`` (resume state, every
+``checkpoint_every`` steps and at the end), ``checkpoint.pt`` (final weights, our layout).
+Restarting with the same config and ``out`` resumes from ``ckpt/latest.pt`` and reproduces an
+uninterrupted run exactly (see :mod:`vjepa.train.sampling` and :mod:`vjepa.train.state`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vjepa.errors import TrainingDiverged
+from vjepa.train import distributed as dist_utils
+from vjepa.train.config import resolve
+from vjepa.train.ema import ema_update, make_target
+from vjepa.train.logging import JsonlLog, loss_summary, progress_bar
+from vjepa.train.objectives import JEPA, feature_targets, pixel_targets
+from vjepa.train.optim import build_optimizer, set_hyperparams
+from vjepa.train.sampling import EpochBatchSampler, PassItems, mask_generator, sample_masks
+from vjepa.train.schedules import Schedules
+from vjepa.train.state import load_state, save_state
+
+AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}
+
+
+def pretrain(
+    config: dict[str, Any],
+    out: str | Path,
+    *,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Pretrain (or resume) into ``out``; return the run's metrics.
+
+    ``stop``: when set (from a signal handler or another thread), the run saves its resume state
+    at the next step boundary and returns ``{"interrupted": True, ...}``.
+    """
+    cfg = resolve(config)
+    p = cfg["pretrain"]
+    device_type = _device_type(p["device"])
+    denv = dist_utils.init(device_type)
+    try:
+        trainer = Trainer(cfg, Path(out), denv, device_type)
+        return trainer.run(stop)
+    finally:
+        dist_utils.shutdown(denv)
+
+
+def _device_type(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Holds the models, optimizer, data and bookkeeping of one pretraining run."""
+
+    def __init__(self, cfg: dict[str, Any], out: Path, denv: dist_utils.DistEnv, device_type: str):
+        from vjepa.masks import build_mask_generators
+        from vjepa.models import build_encoder, build_predictor
+        from vjepa.models.presets import encoder_kwargs
+
+        self.cfg, self.out, self.denv = cfg, out, denv
+        self.p = p = cfg["pretrain"]
+        self.device = torch.device(device_type, denv.local_rank if device_type == "cuda" else None)
+        if p["deterministic"]:
+            torch.use_deterministic_algorithms(True)
+        _seed_all(int(p["seed"]))  # same init on every rank
+
+        self.ipe = int(p["iterations_per_epoch"])
+        self.accum = int(p["accumulation_steps"])
+        self.total_steps = int(p["epochs"]) * self.ipe
+        self.sched = Schedules.from_config(p)
+
+        # Models; the number of mask generators decides the predictor's mask tokens.
+        encoder = build_encoder(**encoder_kwargs(cfg["model"]))
+        self.mask_gens = build_mask_generators(cfg["masking"], encoder.grid)
+        predictor = build_predictor(
+            encoder,
+            depth=cfg["model"].get("pred_depth", 12),
+            embed_dim=cfg["model"].get("pred_embed_dim", 384),
+            num_mask_tokens=len(self.mask_gens),
+        )
+        self.num_tokens = encoder.num_patches
+        self.jepa = JEPA(encoder, predictor, p["target"]).to(self.device)
+        self.target_encoder = make_target(self.jepa.encoder) if p["target"] == "feature" else None
+        trainable = [self.jepa.encoder, self.jepa.predictor]
+        if self.jepa.pixel_head is not None:
+            trainable.append(self.jepa.pixel_head)
+        self.optimizer = build_optimizer(trainable, self.sched.lr_at(0), self.sched.wd_at(0))
+        self.autocast_dtype = AUTOCAST[p["dtype"]] if device_type == "cuda" else None
+        self.scaler = torch.amp.GradScaler(
+            device_type, enabled=self.autocast_dtype == torch.float16
+        )
+
+        self.model: nn.Module = self.jepa
+        if denv.enabled:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.jepa, device_ids=[denv.local_rank] if device_type == "cuda" else None
+            )
+        self.target_forward = self.target_encoder
+        if p["compile"]:
+            self.model = torch.compile(self.model)
+            if self.target_encoder is not None:
+                self.target_forward = torch.compile(self.target_encoder)
+
+        self.step = 0
+        self.last_saved = -1
+        self._resume()
+
+    # ----------------------------------------------------------------- data
+    def _build_loader(self):
+        from vjepa.data.clips import ClipDataset, collate
+        from vjepa.data.index import read_index
+        from vjepa.data.transforms import TrainTransform
+
+        data, clip = self.cfg["data"], self.cfg["clip"]
+        records = _video_records(read_index, data)
+        transform = TrainTransform(
+            crop_size=clip["crop_size"],
+            scale=tuple(clip["random_resize_scale"]),
+            ratio=tuple(clip["random_resize_aspect_ratio"]),
+            hflip=clip["hflip"],
+        )
+        dataset = ClipDataset(
+            records,
+            frames_per_clip=clip["frames_per_clip"],
+            frame_step=clip["frame_step"],
+            num_clips=1,
+            random_clip=True,
+            transform=transform,
+            seed=int(self.p["seed"]),
+        )
+        sampler = EpochBatchSampler(
+            len(records),
+            batch_size=int(self.p["batch_size"]),
+            batches_per_epoch=self.ipe * self.accum,
+            seed=int(self.p["seed"]),
+            rank=self.denv.rank,
+            world_size=self.denv.world_size,
+        )
+        workers = int(clip["num_workers"])
+        loader = torch.utils.data.DataLoader(
+            PassItems(dataset),
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
+        return loader, sampler
+
+    def _batches(self):
+        """Micro-batches from the current step on, epoch after epoch (the sampler decides)."""
+        while True:
+            epoch, within = divmod(self.step, self.ipe)
+            self.sampler.set_epoch(epoch, within * self.accum)
+            yield from self.loader
+
+    # ---------------------------------------------------------- checkpoints
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "ckpt" / "latest.pt"
+
+    def _resume(self) -> None:
+        state = load_state(self.ckpt_path)
+        if state is None:
+            return
+        if state.get("target") != self.p["target"]:
+            from vjepa.errors import CheckpointError
+
+            raise CheckpointError(
+                f"{self.ckpt_path}: resume state is for target {state.get('target')!r}, "
+                f"the config asks for {self.p['target']!r}"
+            )
+        self.jepa.encoder.load_state_dict(state["encoder"])
+        self.jepa.predictor.load_state_dict(state["predictor"])
+        if self.jepa.pixel_head is not None:
+            self.jepa.pixel_head.load_state_dict(state["pixel_head"])
+        if self.target_encoder is not None:
+            self.target_encoder.load_state_dict(state["target_encoder"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = self.last_saved = int(state["step"])
+        from vjepa.train.state import set_rng_states
+
+        set_rng_states(state["rng"])
+
+    def save(self) -> None:
+        """Write the resume state (rank 0); all ranks hold identical weights."""
+        if self.denv.is_main and self.last_saved != self.step:
+            epoch, within = divmod(self.step, self.ipe)
+            save_state(
+                self.ckpt_path,
+                {
+                    "step": self.step,
+                    "epoch": epoch,
+                    "batch_in_epoch": within * self.accum,
+                    "encoder": self.jepa.encoder.state_dict(),
+                    "predictor": self.jepa.predictor.state_dict(),
+                    "pixel_head": (
+                        self.jepa.pixel_head.state_dict() if self.jepa.pixel_head else None
+                    ),
+                    "target_encoder": (
+                        self.target_encoder.state_dict() if self.target_encoder else None
+                    ),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "target": self.p["target"],
+                    "seed": int(self.p["seed"]),
+                    "world_size": self.denv.world_size,
+                },
+            )
+        self.last_saved = self.step
+
+    def write_final(self) -> None:
+        """``checkpoint.pt`` in our layout; for pixels the target encoder is the encoder."""
+        if not self.denv.is_main:
+            return
+        from vjepa.models import model_config, save_checkpoint
+
+        target = self.target_encoder if self.target_encoder is not None else self.jepa.encoder
+        save_checkpoint(
+            self.out / "checkpoint.pt",
+            model_config(self.jepa.encoder, self.jepa.predictor),
+            encoder=self.jepa.encoder,
+            target_encoder=target,
+            predictor=self.jepa.predictor,
+            epoch=self.step // self.ipe,
+            step=self.step,
+            target=self.p["target"],
+            pixel_head=self.jepa.pixel_head.state_dict() if self.jepa.pixel_head else None,
+        )
+
+    # ---------------------------------------------------------------- step
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def train_step(self, batches) -> dict[str, Any]:
+        """One optimizer step over ``accumulation_steps`` micro-batches."""
+        s, p = self.step, self.p
+        lr, wd, momentum = self.sched.lr_at(s), self.sched.wd_at(s), self.sched.momentum_at(s)
+        set_hyperparams(self.optimizer, lr, wd)
+        loss_sum = torch.zeros((), device=self.device)
+        clips = 0
+        n_ctx: list[int] = []
+        n_tgt: list[int] = []
+        for micro in range(self.accum):
+            batch = next(batches)
+            video = batch["video"].flatten(0, 2).to(self.device, non_blocking=True)
+            b = video.shape[0]
+            clips += b * self.denv.world_size
+            masks_ctx, masks_tgt = sample_masks(
+                self.mask_gens,
+                b * self.denv.world_size,
+                self.denv.rank,
+                b,
+                mask_generator(int(p["seed"]), s, micro),
+            )
+            n_ctx = [m.shape[1] for m in masks_ctx]
+            n_tgt = [m.shape[1] for m in masks_tgt]
+            masks_ctx = [m.to(self.device, non_blocking=True) for m in masks_ctx]
+            masks_tgt = [m.to(self.device, non_blocking=True) for m in masks_tgt]
+            sync = micro == self.accum - 1 or not self.denv.enabled
+            no_sync = contextlib.nullcontext() if sync else self.model.no_sync()
+            with no_sync:
+                with self._autocast():
+                    if self.target_forward is not None:
+                        targets = feature_targets(self.target_forward, video)
+                    else:
+                        targets = pixel_targets(
+                            video, self.jepa.encoder.tubelet_size, self.jepa.encoder.patch_size
+                        )
+                    loss = self.model(video, masks_ctx, masks_tgt, targets) / self.accum
+                self.scaler.scale(loss).backward()  # outside autocast, inside no_sync
+            loss_sum += loss.detach()
+
+        self.scaler.unscale_(self.optimizer)
+        clip = p["clip_grad"]
+        max_norm = float(clip) if clip and s >= self.sched.warmup_steps else math.inf
+        enc_norm = nn.utils.clip_grad_norm_(self.jepa.encoder.parameters(), max_norm)
+        head = [self.jepa.predictor] + ([self.jepa.pixel_head] if self.jepa.pixel_head else [])
+        pred_norm = nn.utils.clip_grad_norm_([q for m in head for q in m.parameters()], max_norm)
+        loss_value = float(dist_utils.all_mean(loss_sum, self.denv).item())
+        self._check_finite(loss_value, float(enc_norm), float(pred_norm))
+
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.target_encoder is not None:
+            ema_update(self.target_encoder, self.jepa.encoder, momentum)
+        self.step += 1
+        return {
+            "step": self.step,
+            "epoch": s // self.ipe,
+            "loss": loss_value,
+            "lr": lr,
+            "wd": wd,
+            "momentum": momentum if self.target_encoder is not None else None,
+            "grad_norm_encoder": float(enc_norm),
+            "grad_norm_predictor": float(pred_norm),
+            "mask_ratio": [round(1.0 - k / self.num_tokens, 4) for k in n_ctx],
+            "context_tokens": n_ctx,
+            "target_tokens": n_tgt,
+            "clips": clips,
+        }
+
+    def _check_finite(self, loss: float, enc_norm: float, pred_norm: float) -> None:
+        """Stop before a bad update can reach the weights (the last checkpoint stays good)."""
+        bad = not math.isfinite(loss) or loss > float(self.p["max_loss"])
+        bad = bad or not (math.isfinite(enc_norm) and math.isfinite(pred_norm))
+        if bad and self.scaler.is_enabled() and math.isfinite(loss):
+            return  # fp16 overflow in the gradients: GradScaler skips the step and backs off
+        if bad:
+            kept = (
+                f"last good checkpoint at step {self.last_saved} kept"
+                if self.last_saved >= 0
+                else "no checkpoint written yet"
+            )
+            raise TrainingDiverged(
+                f"pretraining diverged at step {self.step + 1}: loss {loss:.4g} "
+                f"(max_loss {self.p['max_loss']:g}), grad norms {enc_norm:.4g}/{pred_norm:.4g}; "
+                f"{kept}"
+            )
+
+    # ----------------------------------------------------------------- run
+    def run(self, stop: threading.Event | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        p, main = self.p, self.denv.is_main
+        log = JsonlLog(self.out / "log.jsonl", resume_step=self.step, enabled=main)
+        progress, task = progress_bar(self.total_steps, self.step, enabled=main and p["progress"])
+        self.loader, self.sampler = self._build_loader()
+        batches = self._batches()
+        first_step, clips_done, train_time = self.step, 0, 0.0
+        interrupted = False
+        try:
+            with progress:
+                while self.step < self.total_steps:
+                    if dist_utils.any_flag(
+                        stop is not None and stop.is_set(), self.denv, self.device
+                    ):
+                        interrupted = True
+                        break
+                    t0 = time.perf_counter()
+                    record = self.train_step(batches)
+                    dt = time.perf_counter() - t0
+                    clips = record.pop("clips")
+                    clips_done += clips
+                    train_time += dt
+                    record["clips_per_s"] = round(clips / dt, 2)
+                    record["time"] = round(time.perf_counter() - started, 3)
+                    log.write(record)
+                    progress.update(task, advance=1, info=f"loss {record['loss']:.4f}")
+                    if main and p["progress"] and self.step % int(p["log_every"]) == 0:
+                        progress.console.print(_describe(record))
+                    if self.step % int(p["checkpoint_every"]) == 0:
+                        self.save()
+            self.save()
+            if not interrupted:
+                self.write_final()
+        finally:
+            log.close()
+        dist_utils.barrier(self.denv)
+        losses = [r["loss"] for r in log.records]
+        metrics: dict[str, Any] = {
+            "steps": self.step,
+            "steps_this_run": self.step - first_step,
+            "target": p["target"],
+            "final_loss": losses[-1] if losses else math.nan,
+            **loss_summary(losses),
+            "clips_per_s": round(clips_done / train_time, 2) if train_time else 0.0,
+            "wall_s": round(time.perf_counter() - started, 3),
+            "world_size": self.denv.world_size,
+        }
+        if interrupted:
+            metrics["interrupted"] = True
+        return metrics
+
+
+def _describe(record: dict[str, Any]) -> str:
+    return (
+        f"step {record['step']} loss {record['loss']:.4f} lr {record['lr']:.2e} "
+        f"wd {record['wd']:.3f} gn {record['grad_norm_encoder']:.2f}/"
+        f"{record['grad_norm_predictor']:.2f} {record['clips_per_s']:.1f} clips/s"
+    )
+
+
+def _video_records(read_index, data: dict[str, Any]) -> list[dict]:
+    """Unique files of the index split, sorted by path (the index has one row per file and task)."""
+    tasks = data.get("tasks")
+    rows: list[dict] = []
+    if tasks:
+        for task in tasks:
+            rows.extend(read_index(data["index"], task=task, split=data["split"]))
+    else:  # every video file; still images only when a task names them
+        rows = [
+            r
+            for r in read_index(data["index"], split=data["split"])
+            if r.get("media", "video") != "image"
+        ]
+    unique = {}
+    for row in rows:
+        unique.setdefault(row["path"], row)
+    if not unique:
+        from vjepa.errors import DataError
+
+        raise DataError(f"{data['index']}: no usable videos in split {data['split']!r}")
+    return [unique[k] for k in sorted(unique)]
