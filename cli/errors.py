@@ -12,16 +12,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly(func: F) -> F:
-    """Turn ``vjepa.errors.UserError`` into ``error: <message>`` on stderr and exit code 2."""
+    """Print ``error: <message>`` for user errors (exit 2) and a diverged training run (exit 3)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from vjepa.errors import UserError
+        from vjepa.errors import TrainingDiverged, UserError
 
         try:
             return func(*args, **kwargs)
         except UserError as exc:
             typer.secho(f"error: {exc}", err=True, fg="red")
             raise typer.Exit(2) from None
+        except TrainingDiverged as exc:
+            typer.secho(f"error: {exc}", err=True, fg="red")
+            raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]

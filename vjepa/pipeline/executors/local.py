@@ -151,16 +151,29 @@ class LocalExecutor(Executor):
     def _start(self, j: _Job) -> None:
         log = Path(j.job.log)
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **j.job.env}
+        env = {**_thread_budget(self.jobs), **os.environ, **j.job.env}
         try:
             with open(log, "ab") as fh:
                 fh.write(f"$ {' '.join(j.job.cmd)}\n".encode())
                 fh.flush()
                 j.proc = subprocess.Popen(
-                    list(j.job.cmd), cwd=j.job.cwd, stdout=fh, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                    list(j.job.cmd),
+                    cwd=j.job.cwd,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
         except OSError as exc:
             j.state, j.reason, j.ended = JobState.FAILED, f"cannot start: {exc}", time.time()
             return
         j.state, j.started = JobState.RUNNING, time.time()
+
+
+def _thread_budget(jobs: int) -> dict[str, str]:
+    """Share the cores between concurrent stages: oversubscribed BLAS/OpenMP threads make a
+    2-core machine several times slower. A user's own OMP_NUM_THREADS still wins."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
