@@ -58,13 +58,15 @@ class RunView:
         from rich.table import Table
 
         table = Table(title=f"{runner.compiled.spec.name}: {len(runner.todo)} stages to run", expand=False)
-        for col in ("stage", "state", "time"):
+        jobs = runner.executor.detachable  # SLURM: show the job ids (scontrol, sacct)
+        for col in ("stage", "state", "time", *(["job"] if jobs else [])):
             table.add_column(col)
         colours = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow", "pending": "dim"}
         for name, state in runner.states.items():
             started = runner.started.get(name)
             secs = f"{time.time() - started:.0f}s" if started and not state.finished else ""
-            table.add_row(name, f"[{colours.get(state.value, '')}]{state.value}[/]", secs)
+            job = [runner.handles[name].job_id] if jobs else []
+            table.add_row(name, f"[{colours.get(state.value, '')}]{state.value}[/]", secs, *job)
         return table
 
     def start(self, runner: Any) -> None:
@@ -95,6 +97,13 @@ class RunView:
             self.console.print(log_tail, markup=False, highlight=False, style="dim")
 
 
+def _print_submitted(console: Any, name: str, spec: Path, submitted: dict[str, str]) -> None:
+    console.print(f"{name}: submitted {len(submitted)} stages to SLURM", highlight=False)
+    for stage, job_id in submitted.items():
+        console.print(f"  {job_id}  {stage}", highlight=False)
+    console.print(f"follow with `vjepa-exp status {spec}`, stop with `vjepa-exp cancel {spec}`", highlight=False)
+
+
 def _print_results(console: Any, root: Path, compiled: Any, fmt: str = "table") -> None:
     from vjepa.pipeline import results, tables
 
@@ -122,6 +131,8 @@ def register(app: typer.Typer) -> None:
         force_all: bool = typer.Option(False, "--force-all", help="Run every stage of the spec."),
         keep_going: bool = typer.Option(False, "--keep-going", "-k", help="After a failure, run independent stages."),
         no_check_paths: bool = typer.Option(False, "--no-check-paths", help="Warn instead of failing on missing files."),
+        detach: bool = typer.Option(False, "--detach", help="SLURM: submit every stage and exit; follow with status."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="SLURM: resubmit only the failed stages."),
     ) -> None:
         """Compile SPEC, run its stale stages, print the result table."""
         from vjepa.pipeline.runner import RunOptions, run
@@ -129,13 +140,17 @@ def register(app: typer.Typer) -> None:
         spec, overrides = _one_spec(args)
         root, console = _root(), _console()
         started = time.time()
-        opts = RunOptions(spec, overrides, jobs, dry_run, list(force), force_all, keep_going, not no_check_paths)
+        opts = RunOptions(spec, overrides, jobs, dry_run, list(force), force_all, keep_going, not no_check_paths,
+                          detach, retry_failed)
         result = run(root, opts, RunView(console))
         name = result.compiled.spec.name
         if opts.dry_run:
             console.print(f"{name}: would run {len(result.planned)} of {len(result.compiled.stages)} stages")
             for stage in result.planned:
                 console.print(f"  {stage}", highlight=False)
+            return
+        if opts.detach and result.planned:
+            _print_submitted(console, name, spec, result.submitted)
             return
         if not result.planned:
             console.print(f"{name}: nothing to do, all {len(result.compiled.stages)} stages are up to date")
@@ -210,12 +225,15 @@ def register(app: typer.Typer) -> None:
         """List each stage of SPEC as up to date, stale, running or failed, with timings."""
         from rich.table import Table
 
-        from vjepa.pipeline import dvcio, status
+        from vjepa.pipeline import attach, dvcio, status
         from vjepa.pipeline.compiler import compile_spec
 
         spec, overrides = _one_spec(args)
-        root = _root()
+        root, console = _root(), _console()
         compiled = compile_spec(spec, overrides, root, check_paths=False)
+        note = attach.try_sync(root, compiled)  # detached SLURM jobs: ask SLURM, commit what ended
+        if note:
+            console.print(f"[yellow]warning:[/] {note}", highlight=False)
         names = [s.name for s in compiled.stages]
         text = (root / "dvc.yaml").read_text() if (root / "dvc.yaml").is_file() else ""
         known = [n for n in names if f"  {n}:" in text]
@@ -228,7 +246,12 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             secs = f"{r.seconds:.1f}s" if r.seconds is not None else ""
             table.add_row(r.name, f"[{colours[r.state]}]{r.state}[/]", secs, r.note)
-        _console().print(table)
+        console.print(table)
+        for r in rows:
+            log_tail = status.read_state(root, r.name).get("log_tail") if r.state == "failed" else ""
+            if log_tail:
+                console.print(f"[red]failed[/]: {r.name}; log: {status.log_path(root, r.name)}", highlight=False)
+                console.print(log_tail, markup=False, highlight=False, style="dim")
 
     @app.command("results")
     @friendly
@@ -314,11 +337,11 @@ def register(app: typer.Typer) -> None:
     @app.command("cancel")
     @friendly
     def cancel_cmd(args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]")) -> None:
-        """Stop the active run of SPEC (local: interrupt the runner; it cleans up)."""
+        """Stop the active run of SPEC (a live runner is interrupted and cleans up; detached SLURM jobs are scancelled)."""
         import os
         import signal
 
-        from vjepa.pipeline import status
+        from vjepa.pipeline import attach, status
         from vjepa.pipeline.compiler import compile_spec
 
         spec, overrides = _one_spec(args)
@@ -329,12 +352,14 @@ def register(app: typer.Typer) -> None:
             st = status.read_state(root, stage.name)
             if st.get("state") in ("running", "pending") and status.pid_alive(st.get("runner_pid")):
                 pids.add(st["runner_pid"])
-        if not pids:
-            typer.echo(f"{compiled.spec.name}: nothing is running")
-            return
         for pid in sorted(pids):
             os.kill(pid, signal.SIGINT)
             typer.echo(f"{compiled.spec.name}: interrupted runner {pid}")
+        cancelled = attach.cancel(root, compiled)
+        if cancelled:
+            typer.echo(f"{compiled.spec.name}: cancelled {len(cancelled)} SLURM jobs")
+        if not pids and not cancelled:
+            typer.echo(f"{compiled.spec.name}: nothing is running")
 
     @app.command("exec", hidden=True)
     @friendly

@@ -24,6 +24,7 @@ from vjepa.pipeline import dvcio, status
 from vjepa.pipeline.compiler import Compiled, compile_spec
 from vjepa.pipeline.executors.base import Executor, JobHandle, JobState, StageJob, make_executor
 from vjepa.pipeline.graph import Stage, descendants, metrics_path, out_dir, parse_name
+from vjepa.pipeline.status import remove_half_output
 
 
 @dataclass
@@ -36,6 +37,8 @@ class RunOptions:
     force_all: bool = False
     keep_going: bool = False
     check_paths: bool = True
+    detach: bool = False  # SLURM: submit the whole DAG and return; `vjepa-exp status` follows it
+    retry_failed: bool = False  # SLURM: resubmit only the stages whose last job failed
 
 
 @dataclass
@@ -46,6 +49,7 @@ class RunResult:
     cancelled: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)
     interrupted: bool = False
+    submitted: dict[str, str] = field(default_factory=dict)  # stage -> job id, when detached
 
     @property
     def ok(self) -> bool:
@@ -99,14 +103,6 @@ def plan(root: Path, compiled: Compiled, force: list[str], force_all: bool) -> l
     return [s for s in stages if s.name in todo]
 
 
-def remove_half_output(root: Path, name: str, persist: bool) -> None:
-    """Delete an unfinished stage's folder (persist folders keep their resume state)."""
-    folder = root / out_dir(name)
-    if not persist and folder.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-    (root / metrics_path(name)).unlink(missing_ok=True)
-
-
 def stage_job(root: Path, stage: Stage, resources: dict[str, Any]) -> StageJob:
     return StageJob(
         stage=stage.name, kind=stage.kind,
@@ -140,16 +136,42 @@ class Runner:
         self.started: dict[str, float] = {}
         self.result = RunResult(compiled, planned=[s.name for s in todo])
 
+    def _job(self, stage: Stage) -> StageJob:
+        return stage_job(self.root, stage, self.compiled.executor.get("resources") or {})
+
+    def _track(self, handle: JobHandle) -> None:
+        self.handles[handle.stage] = handle
+        self.states[handle.stage] = JobState.PENDING
+        status.write_state(self.root, handle.stage, state="pending", handle=handle.to_dict(), runner_pid=os.getpid(),
+                           started=None, ended=None, reason="", note="", log_tail="")
+
     def submit(self) -> None:
-        resources = self.compiled.executor.get("resources") or {}
         for stage in self.todo:
             after = [self.handles[i.name] for i in stage.inputs if i.name in self.handles]
             status.log_path(self.root, stage.name).unlink(missing_ok=True)
-            handle = self.executor.submit(stage_job(self.root, stage, resources), after)
-            self.handles[stage.name] = handle
-            self.states[stage.name] = JobState.PENDING
-            status.write_state(self.root, stage.name, state="pending", handle=handle.to_dict(), runner_pid=os.getpid(),
-                               started=None, ended=None, reason="")
+            self._track(self.executor.submit(self._job(stage), after))
+
+    def retry_failed(self, in_flight: dict[str, JobHandle]) -> None:
+        """SLURM: resubmit the failed/cancelled stages of ``todo``; follow those still in flight."""
+        retry = getattr(self.executor, "retry_failed", None)
+        if retry is None:
+            raise UserError("--retry-failed: needs executor=slurm (a local run just reruns what is stale)")
+        todo = [s for s in self.todo if s.name not in in_flight]
+        for stage in todo:
+            status.log_path(self.root, stage.name).unlink(missing_ok=True)
+        deps = {s.name: [i.name for i in s.inputs] for s in self.todo}
+        for handle in retry([self._job(s) for s in todo], deps):
+            self._track(handle)
+        for name, handle in in_flight.items():
+            self.handles[name], self.states[name] = handle, JobState.PENDING
+            status.write_state(self.root, name, runner_pid=os.getpid())
+        self.result.planned = list(self.handles)
+
+    def detach(self) -> None:
+        """Leave the submitted jobs to SLURM; `vjepa-exp status` records them later."""
+        for name, handle in self.handles.items():
+            status.write_state(self.root, name, runner_pid=None)
+            self.result.submitted[name] = handle.job_id
 
     def loop(self) -> None:
         while any(not s.finished for s in self.states.values()):
@@ -163,6 +185,8 @@ class Runner:
                 if st.state == old:
                     continue
                 self.states[name] = st.state
+                if st.started and name not in self.started:  # finished before we saw it run
+                    self.started[name] = st.started
                 if st.state == JobState.RUNNING:
                     self.started[name] = st.started or time.time()
                     status.write_state(self.root, name, state="running", started=self.started[name])
@@ -181,11 +205,12 @@ class Runner:
     def _failed(self, name: str, state: JobState, reason: str) -> None:
         stage = self.compiled.graph.stages[name]
         remove_half_output(self.root, name, stage.persist)
-        status.write_state(self.root, name, state=state.value, ended=time.time(), reason=reason)
+        log_tail = self.executor.log_tail(self.handles[name], 20) if state == JobState.FAILED else ""
+        status.write_state(self.root, name, state=state.value, started=self.started.get(name), ended=time.time(),
+                           reason=reason, log_tail=log_tail)
         if state == JobState.FAILED:
             self.result.failed.append(name)
-            self.view.failure(name, reason, self.executor.log_tail(self.handles[name], 20),
-                              str(status.log_path(self.root, name)))
+            self.view.failure(name, reason, log_tail, str(status.log_path(self.root, name)))
             if not self.keep_going:
                 for other, handle in self.handles.items():
                     if self.states[other] == JobState.PENDING:
@@ -213,29 +238,58 @@ class Runner:
 def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
     """Compile ``opts.spec``, run its stale stages, return what happened."""
     compiled = compile_spec(opts.spec, opts.overrides, root, check_paths=opts.check_paths)
+    check_options(compiled, opts)
     for warning in compiled.warnings:
         view.warn(warning)
-    if not opts.dry_run:
-        publish(root, [compiled])
-    if opts.dry_run and not _has_all(root, compiled):
-        todo = compiled.stages  # not compiled here yet: everything would run
-    else:
-        todo = plan(root, compiled, opts.force, opts.force_all)
-    result = RunResult(compiled, planned=[s.name for s in todo])
-    if not todo or opts.dry_run:
-        return result
+    if opts.dry_run:
+        todo = plan(root, compiled, opts.force, opts.force_all) if _has_all(root, compiled) else compiled.stages
+        return RunResult(compiled, planned=[s.name for s in todo])
+    publish(root, [compiled])
     with run_lock(root):
-        executor = make_executor(compiled.executor, root, opts.jobs)
-        runner = Runner(root, compiled, todo, executor, opts.keep_going, view)
-        try:
+        from vjepa.pipeline import attach
+
+        attach.sync(root, compiled)  # record detached SLURM jobs that ended since the last look
+        in_flight = attach.unfollowed(root, [s.name for s in compiled.stages])
+        if in_flight and not opts.retry_failed:
+            raise UserError(f"{compiled.spec.name}: {len(in_flight)} stages are still queued or running on SLURM; "
+                            "follow them with `vjepa-exp status`, stop them with `vjepa-exp cancel`, "
+                            "or resubmit the failed ones with --retry-failed")
+        todo = plan(root, compiled, opts.force, opts.force_all)
+        todo = [s for s in todo if s.name not in in_flight] + [s for s in compiled.stages if s.name in in_flight]
+        if not todo:
+            return RunResult(compiled)
+        return _execute(root, compiled, todo, opts, view, in_flight)
+
+
+def check_options(compiled: Compiled, opts: RunOptions) -> None:
+    """--detach and --retry-failed only make sense for jobs that outlive the runner (SLURM)."""
+    if compiled.executor.get("kind") == "slurm":
+        return
+    for flag, on in (("--detach", opts.detach), ("--retry-failed", opts.retry_failed)):
+        if on:
+            raise UserError(f"{flag}: needs executor=slurm (local stages stop with the runner)")
+
+
+def _execute(root: Path, compiled: Compiled, todo: list[Stage], opts: RunOptions, view: Any,
+             in_flight: dict[str, JobHandle]) -> RunResult:
+    """Submit ``todo``, then detach or follow the jobs to the end (the caller holds the run lock)."""
+    executor = make_executor(compiled.executor, root, opts.jobs, compiled.spec.name)
+    runner = Runner(root, compiled, todo, executor, opts.keep_going, view)
+    try:
+        if opts.retry_failed:
+            runner.retry_failed(in_flight)
+        else:
             runner.submit()
-            view.start(runner)
-            runner.loop()
-        except KeyboardInterrupt:
-            runner.interrupt()
-        finally:
-            view.stop()
-            executor.close()
+        if opts.detach:
+            runner.detach()
+            return runner.result
+        view.start(runner)
+        runner.loop()
+    except KeyboardInterrupt:
+        runner.interrupt()
+    finally:
+        view.stop()
+        executor.close()
     return runner.result
 
 

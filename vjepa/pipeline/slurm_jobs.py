@@ -92,13 +92,20 @@ class CheckpointableCommand(submitit.helpers.Checkpointable):
     state and exits), and the job is requeued through submitit only after the child has exited.
     """
 
-    def __init__(self, command: list[str], cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        log: str | None = None,
+    ) -> None:
         self.command, self.cwd = list(command), cwd
+        self.env, self.log = dict(env or {}), log  # log: the stage's own log, as a local run has
 
     def __call__(self) -> int:
         submitit_handler = signal.getsignal(REQUEUE_SIGNAL)
         preempted = False
-        child = subprocess.Popen(self.command, cwd=self.cwd)
+        child = self._start()
 
         def forward(signum: int, _frame: Any) -> None:
             nonlocal preempted
@@ -114,6 +121,26 @@ class CheckpointableCommand(submitit.helpers.Checkpointable):
         if code != 0:
             raise RuntimeError(f"{' '.join(self.command)} exited with code {code}")
         return code
+
+    def _start(self) -> subprocess.Popen:
+        """Start the command; its output goes to ``log`` (appended: a requeued run adds to it)."""
+        env = {**os.environ, **self.env}
+        if not self.log:
+            return subprocess.Popen(self.command, cwd=self.cwd, env=env)
+        os.makedirs(os.path.dirname(self.log) or ".", exist_ok=True)
+        with open(self.log, "ab") as fh:
+            fh.write(
+                f"$ {' '.join(self.command)}  # SLURM job {os.environ.get('SLURM_JOB_ID', '?')}\n".encode()
+            )
+            fh.flush()
+            return subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
 
 class WorkerStopped(Exception):

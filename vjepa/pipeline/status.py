@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vjepa.pipeline.graph import metrics_path, out_dir
 from vjepa.utils.io import atomic_write_json
 
 
@@ -52,6 +54,28 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def remove_half_output(root: Path, name: str, persist: bool) -> None:
+    """Delete an unfinished stage's folder (persist folders keep their resume state)."""
+    folder = root / out_dir(name)
+    if not persist and folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    (root / metrics_path(name)).unlink(missing_ok=True)
+
+
+def on_slurm(st: dict[str, Any]) -> bool:
+    return (st.get("handle") or {}).get("executor") == "slurm"
+
+
+def in_flight(st: dict[str, Any]) -> bool:
+    """Submitted and not finished, as the state file last saw it."""
+    return st.get("state") in ("running", "pending")
+
+
+def unfollowed(st: dict[str, Any]) -> bool:
+    """A SLURM job in flight that no live runner follows (detached, or its runner died)."""
+    return on_slurm(st) and in_flight(st) and not pid_alive(st.get("runner_pid"))
+
+
 @dataclass(frozen=True)
 class StageStatus:
     name: str
@@ -73,7 +97,7 @@ def stage_statuses(root: Path, stages: list[Any], stale: set[str]) -> list[Stage
     rows = []
     for stage in stages:
         st = read_state(root, stage.name)
-        live = st.get("state") in ("running", "pending") and pid_alive(st.get("runner_pid"))
+        live = in_flight(st) and (pid_alive(st.get("runner_pid")) or on_slurm(st))
         seconds = _wall(root, stage.out)
         if live:
             state = st["state"]
@@ -82,8 +106,24 @@ def stage_statuses(root: Path, stages: list[Any], stale: set[str]) -> list[Stage
         elif stage.name not in stale:
             state = "up to date"
         elif st.get("state") == "failed":
-            state, seconds = "failed", (st.get("ended") or 0) - (st.get("started") or 0) or None
+            state, seconds = "failed", _span(st)
         else:
             state = "stale"
-        rows.append(StageStatus(stage.name, stage.kind, state, seconds, st.get("reason", "") if state == "failed" else ""))
+        rows.append(StageStatus(stage.name, stage.kind, state, seconds, _note(st, state)))
     return rows
+
+
+def _note(st: dict[str, Any], state: str) -> str:
+    """Why a stage failed; for a SLURM job in flight its job id and what it waits for."""
+    if state == "failed":
+        return st.get("reason", "")
+    if state in ("running", "pending") and on_slurm(st):
+        return f"job {st['handle']['job_id']}" + (f" {st['note']}" if st.get("note") else "")
+    return ""
+
+
+def _span(st: dict[str, Any]) -> float | None:
+    """How long a finished attempt ran (None when its start was never seen)."""
+    if st.get("started") and st.get("ended"):
+        return st["ended"] - st["started"]
+    return None

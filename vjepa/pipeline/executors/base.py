@@ -120,57 +120,17 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def make_executor(config: dict[str, Any], root: Path, jobs: int | None = None) -> Executor:
-    """The executor that ``config`` (the spec's executor group) names."""
+def make_executor(config: dict[str, Any], root: Path, jobs: int | None = None, spec: str = "pipeline") -> Executor:
+    """The executor that ``config`` (the spec's executor group) names; SLURM jobs are filed per spec."""
     kind = config.get("kind", "local")
     if kind == "local":
         from vjepa.pipeline.executors.local import LocalExecutor
 
         return LocalExecutor(jobs=jobs or int(config.get("jobs", 1)))
     if kind == "slurm":
-        return SlurmAdapter(config, root)
+        from vjepa.pipeline.executors.slurm_adapter import SlurmAdapter
+
+        return SlurmAdapter(config, root, spec)
     from vjepa.errors import UserError
 
     raise UserError(f"executor.kind: unknown executor {kind!r} (expected local or slurm)")
-
-
-_SLURM_STATES = {"pending": JobState.PENDING, "running": JobState.RUNNING, "done": JobState.DONE,
-                 "failed": JobState.FAILED, "cancelled": JobState.CANCELLED, "unknown": JobState.PENDING}
-
-
-class SlurmAdapter(Executor):
-    """This interface over ``executors.slurm.SlurmExecutor`` (its own job and handle types)."""
-
-    name = "slurm"
-
-    def __init__(self, config: dict[str, Any], root: Path, spec: str = "pipeline") -> None:
-        from vjepa.pipeline.executors import slurm
-
-        self._mod = slurm
-        self._ex = slurm.SlurmExecutor(config, spec, root)
-        self._handles: dict[str, Any] = {}
-
-    def _native(self, handle: JobHandle) -> Any:
-        return self._handles.get(handle.stage) or self._mod.SlurmHandle(handle.stage, handle.job_id)
-
-    def submit(self, job: StageJob, after: Sequence[JobHandle] = ()) -> JobHandle:
-        native = self._mod.StageJob(name=job.stage, kind=job.kind, command=list(job.cmd), resources=job.resources)
-        h = self._ex.submit(native, [self._native(a) for a in after])
-        self._handles[job.stage] = h
-        return JobHandle(self.name, h.job_id, job.stage, job.log)
-
-    def poll(self, handle: JobHandle) -> JobStatus:
-        return JobStatus(_SLURM_STATES.get(self._ex.poll(self._native(handle)), JobState.PENDING))
-
-    def cancel(self, handle: JobHandle) -> None:
-        self._ex.cancel(self._native(handle))
-
-    def log_tail(self, handle: JobHandle, lines: int = 20) -> str:
-        return self._ex.log_tail(self._native(handle), lines)
-
-    def wait(self, handles: Sequence[JobHandle], timeout: float = 1.0) -> None:
-        time.sleep(max(timeout, 2.0))
-
-    @property
-    def detachable(self) -> bool:
-        return True

@@ -182,7 +182,7 @@ def parse_slurm_config(cfg: Mapping[str, Any] | None, where: str = "executor") -
         raise SpecError(f"{where}.folder: expected a path or null, got {folder!r}")
     return SlurmConfig(
         resources=resolved,
-        folder=folder,
+        folder=folder or SlurmConfig.folder,
         max_num_timeout=cfg.get("max_num_timeout", 20),
         signal_delay_s=cfg.get("signal_delay_s", 120),
     )
@@ -200,6 +200,9 @@ class StageJob:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     resources: Mapping[str, Any] = field(default_factory=dict)
+    cwd: str | None = None  # for ``command``: where it runs, extra environment, its log file
+    env: Mapping[str, str] = field(default_factory=dict)
+    log: str | None = None
 
 
 @dataclass(frozen=True)
@@ -443,7 +446,7 @@ class SlurmExecutor:
         if job.command:
             from vjepa.pipeline.slurm_jobs import CheckpointableCommand
 
-            return CheckpointableCommand(list(job.command)), (), {}
+            return CheckpointableCommand(list(job.command), job.cwd, job.env, job.log), (), {}
         raise UserError(f"stage {job.name}: a SLURM job needs a command or a callable")
 
     def submit(self, job: StageJob, after: Sequence[SlurmHandle] = ()) -> SlurmHandle:

@@ -1,0 +1,180 @@
+"""`vjepa-exp run SPEC executor=slurm` end to end against the local test cluster.
+
+The stage bodies are the cheap stand-ins of tests/pipeline (a ``sitecustomize`` on PYTHONPATH;
+sbatch exports the environment, so the jobs load it too): these tests exercise sbatch, afterok
+chains, re-attaching, dvc commit and retries, not training.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _pipeline_helpers() -> ModuleType:
+    """tests/pipeline/test_pipeline_run.py: the stand-in stages, the tiny spec and CLI helpers."""
+    path = Path(__file__).resolve().parents[1] / "pipeline" / "test_pipeline_run.py"
+    spec = importlib.util.spec_from_file_location("pipeline_run_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+P = _pipeline_helpers()
+SPEC_FILE = "experiments/tiny.yaml"
+# Tiny jobs, so that the 4 CPUs the test node advertises run four stages at once.
+SMALL = {"cpus_per_task": 1, "mem_gb": 0.5, "time": 5, "nodes": 1, "gpus_per_node": 0}
+EXECUTOR = {
+    "executor": {
+        "resources": {
+            k: dict(SMALL) for k in ("default", "data", "pretrain", "extract", "probe", "report")
+        }
+    }
+}
+PIXEL = "pretrain-vit_micro-multiblock_small-pixel"
+
+
+def _project(base: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh project under ``base``: git + dvc + the tiny spec with small SLURM resources."""
+    root, fake = base / "proj", base / "fake"
+    root.mkdir(parents=True)
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text(P.FAKE)
+    env = {
+        **os.environ,
+        "PATH": f"{P.BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(fake),
+        "VJEPA_FAKE_STAGES": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "COLUMNS": "250",
+    }
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([str(P.BIN / "dvc"), "init", "-q"], cwd=root, check=True, env=env)
+    (root / "experiments").mkdir()
+    (root / SPEC_FILE).write_text(P.SPEC + yaml.safe_dump(EXECUTOR))
+    return root, env
+
+
+@pytest.fixture()
+def slurm_project(slurm_folder: Path) -> tuple[Path, dict[str, str]]:
+    return _project(slurm_folder / "slurm")
+
+
+def vx(root: Path, env: dict[str, str], *args: str, **kw) -> subprocess.CompletedProcess:
+    return P.vx(root, env, *args, **kw)
+
+
+def dvc_clean(root: Path, env: dict[str, str]) -> bool:
+    return json.loads(P.dvc(root, env, "status", "--json").strip().splitlines()[-1]) == {}
+
+
+def states(root: Path) -> dict[str, dict]:
+    """The runner's state file of every stage."""
+    folder = root / ".vjepa" / "state"
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "--format=JobID,State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("|")[:2] for line in out.splitlines() if "|" in line)
+
+
+def follow(root: Path, env: dict[str, str], timeout: float = 150) -> list[str]:
+    """`vjepa-exp status` until no stage is pending or running; every output seen."""
+    seen: list[str] = []
+    end = time.time() + timeout
+    while time.time() < end:
+        out = vx(root, env, "status", SPEC_FILE).stdout
+        seen.append(out)
+        if not re.search(r"│ (pending|running) ", out):
+            return seen
+        time.sleep(3)
+    raise AssertionError(f"still in flight after {timeout}s:\n{seen[-1]}")
+
+
+def test_attached_run_matches_local_and_is_committed(slurm_folder, slurm_project) -> None:
+    root, env = slurm_project
+    out = vx(root, env, "run", SPEC_FILE, "executor=slurm")
+    assert len(P.ran(out.stdout)) == 13, out.stdout
+    jobs = {name: st["handle"]["job_id"] for name, st in states(root).items()}
+    assert all(st["handle"]["executor"] == "slurm" for st in states(root).values())
+    assert set(sacct_states(list(jobs.values())).values()) == {"COMPLETED"}
+    assert dvc_clean(root, env)
+    assert "nothing to do" in vx(root, env, "run", SPEC_FILE, "executor=slurm").stdout
+
+    local, lenv = _project(slurm_folder / "local")
+    vx(local, lenv, "run", SPEC_FILE, "-j", "2")
+    assert P.results_json(root, env) == P.results_json(local, lenv)
+
+
+def test_detached_failure_shows_log_and_retry_reruns_only_it(slurm_project) -> None:
+    root, env = slurm_project
+    failing = {"FAKE_FAIL": '"target": "pixel"', "FAKE_FAIL_KIND": "pretrain"}
+    started = time.time()
+    out = vx(root, env, "run", SPEC_FILE, "executor=slurm", "--detach", extra=failing)
+    assert "submitted 13 stages to SLURM" in out.stdout and time.time() - started < 60
+    first = {name: st["handle"]["job_id"] for name, st in states(root).items()}
+
+    seen = follow(root, env)
+    assert any(re.search(r"│ (pending|running) .*job \d+", s) for s in seen), seen[0]
+    final = seen[-1]
+    assert re.search(rf"{PIXEL}\S* +│ failed", final), final
+    assert "RuntimeError: fake pretrain failure" in final  # the job's log tail
+    assert "8/13 up to date" in final, final  # the failed job and the 4 cancelled after it
+
+    retry = vx(root, env, "run", SPEC_FILE, "executor=slurm", "--retry-failed")
+    redone = P.ran(retry.stdout)
+    assert len(redone) == 5 and all("pixel" in n or n.startswith("report") for n in redone), redone
+    after = {name: st["handle"]["job_id"] for name, st in states(root).items()}
+    assert {n for n in after if after[n] != first[n]} == redone
+    assert "13/13 up to date" in vx(root, env, "status", SPEC_FILE).stdout
+    assert dvc_clean(root, env)
+
+
+def test_cancel_detached_run(slurm_project) -> None:
+    root, env = slurm_project
+    slow = {"FAKE_SLEEP_DATA": "120"}
+    vx(root, env, "run", SPEC_FILE, "executor=slurm", "--detach", extra=slow)
+    busy = vx(root, env, "run", SPEC_FILE, "executor=slurm", check=False)
+    assert busy.returncode == 2 and "still queued or running on SLURM" in busy.stderr
+    out = vx(root, env, "cancel", SPEC_FILE)
+    assert "cancelled 13 SLURM jobs" in out.stdout, out.stdout
+    jobs = [st["handle"]["job_id"] for st in states(root).values()]
+    assert all(s.startswith("CANCELLED") for s in sacct_states(jobs).values())
+    assert "0/13 up to date" in vx(root, env, "status", SPEC_FILE).stdout
+    assert not list((root / "runs").glob("data/*"))
+
+
+def test_detach_needs_slurm(slurm_project) -> None:
+    root, env = slurm_project
+    out = vx(root, env, "run", SPEC_FILE, "--detach", check=False)
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip()
+        == "error: --detach: needs executor=slurm (local stages stop with the runner)"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("00:07", 7), ("01:02:03", 3723), ("1-00:00:01", 86401), ("", None)]
+)
+def test_elapsed_seconds(text: str, seconds: int | None) -> None:
+    from vjepa.pipeline.executors.slurm_adapter import elapsed_seconds
+
+    assert elapsed_seconds(text) == seconds

@@ -1,0 +1,125 @@
+"""The runner's executor interface over ``executors.slurm.SlurmExecutor``.
+
+Why an adapter: the SLURM executor has its own job and handle types (it also runs callables, job
+arrays and sweep workers); the runner only speaks ``executors.base``. Each handle carries the spec
+name and the job folder, so ``vjepa-exp status``/``cancel`` can re-attach from another process
+with no other configuration than what the state file holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vjepa.pipeline.executors import slurm
+from vjepa.pipeline.executors.base import Executor, JobHandle, JobState, JobStatus, StageJob, tail
+
+_STATES = {
+    "pending": JobState.PENDING,
+    "running": JobState.RUNNING,
+    "done": JobState.DONE,
+    "failed": JobState.FAILED,
+    "cancelled": JobState.CANCELLED,
+}
+_POLL_EVERY_S = 2.0
+
+
+def elapsed_seconds(text: str) -> float | None:
+    """SLURM's ``[D-][HH:]MM:SS`` as seconds (None when empty or unreadable)."""
+    days, _, clock = text.strip().rpartition("-")
+    try:
+        parts = [int(p) for p in clock.split(":")]
+        seconds = sum(v * 60**i for i, v in enumerate(reversed(parts)))
+        return seconds + 86400 * int(days or 0)
+    except ValueError:
+        return None
+
+
+def job_status(info: tuple[str, str, str] | None) -> JobStatus:
+    """A JobStatus from ``query_jobs``' (SLURM state, elapsed, reason); unknown reads as pending."""
+    slurm_state, elapsed, reason = info or ("UNKNOWN", "", "")
+    state = _STATES.get(slurm.STATE_MAP.get(slurm_state, ""), JobState.PENDING)
+    seconds = elapsed_seconds(elapsed) if state != JobState.PENDING else None
+    now = time.time()
+    started = now - seconds if seconds is not None else None  # a finished job: as if it just ended
+    if state.finished:  # squeue's reason for a finished job is its last pending reason: drop it
+        return JobStatus(state, started=started, ended=now, reason=f"SLURM {slurm_state}")
+    return JobStatus(state, started=started, reason=reason)
+
+
+class SlurmAdapter(Executor):
+    """Stage jobs as sbatch jobs (afterok chains); detachable, re-attachable from the journal."""
+
+    name = "slurm"
+
+    def __init__(self, config: Mapping[str, Any], root: Path, spec: str) -> None:
+        self.spec = spec
+        self._folder = str(config.get("folder") or slurm.SlurmConfig.folder)
+        self._ex = slurm.SlurmExecutor(config, spec, root)
+        self._info: dict[str, tuple[str, str, str]] = {}
+        self._polled = 0.0
+
+    @classmethod
+    def reattach(cls, root: Path, handle: JobHandle) -> SlurmAdapter:
+        """The adapter a stored handle was submitted with (reconciles its journal)."""
+        extra = handle.extra
+        return cls({"folder": extra.get("folder")}, root, extra.get("spec", "pipeline"))
+
+    def _native_job(self, job: StageJob) -> slurm.StageJob:
+        return slurm.StageJob(
+            name=job.stage,
+            kind=job.kind,
+            command=list(job.cmd),
+            resources=job.resources,
+            cwd=job.cwd,
+            env=dict(job.env),
+            log=job.log,
+        )
+
+    def _handle(self, job: StageJob, native: slurm.SlurmHandle) -> JobHandle:
+        extra = {"spec": self.spec, "folder": self._folder}
+        return JobHandle(self.name, native.job_id, job.stage, job.log, extra)
+
+    @staticmethod
+    def _native(handle: JobHandle) -> slurm.SlurmHandle:
+        return slurm.SlurmHandle(handle.stage, handle.job_id)
+
+    def submit(self, job: StageJob, after: Sequence[JobHandle] = ()) -> JobHandle:
+        native = self._ex.submit(self._native_job(job), [self._native(a) for a in after])
+        return self._handle(job, native)
+
+    def retry_failed(
+        self, jobs: Sequence[StageJob], deps: Mapping[str, Sequence[str]]
+    ) -> list[JobHandle]:
+        """Resubmit the jobs whose last SLURM attempt failed or was cancelled (see SlurmExecutor)."""
+        by_name = {j.stage: j for j in jobs}
+        natives = self._ex.retry_failed([self._native_job(j) for j in jobs], deps)
+        return [self._handle(by_name[n.name], n) for n in natives]
+
+    def refresh(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
+        """One squeue/sacct round for all ``handles``: ``stage -> status``."""
+        self._info.update(slurm.query_jobs(h.job_id for h in handles))
+        self._polled = time.monotonic()
+        return {h.stage: job_status(self._info.get(h.job_id)) for h in handles}
+
+    def poll(self, handle: JobHandle) -> JobStatus:
+        if handle.job_id not in self._info or time.monotonic() - self._polled > _POLL_EVERY_S:
+            self.refresh([handle])
+        return job_status(self._info.get(handle.job_id))
+
+    def wait(self, handles: Sequence[JobHandle], timeout: float = 1.0) -> None:
+        time.sleep(max(timeout, _POLL_EVERY_S))
+        self.refresh(handles)
+
+    def cancel(self, handle: JobHandle) -> None:
+        self._ex.cancel(self._native(handle))
+
+    def log_tail(self, handle: JobHandle, lines: int = 20) -> str:
+        """The stage's own log; submitit's files when the command never started."""
+        return tail(Path(handle.log), lines) or self._ex.log_tail(self._native(handle), lines)
+
+    @property
+    def detachable(self) -> bool:
+        return True
