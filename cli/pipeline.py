@@ -28,7 +28,9 @@ def _one_spec(args: list[str]) -> tuple[Path, list[str]]:
 
     specs, overrides = _split(args)
     if len(specs) != 1:
-        raise UserError(f"expected one spec file and KEY=VALUE overrides, got {len(specs)} spec files")
+        raise UserError(
+            f"expected one spec file and KEY=VALUE overrides, got {len(specs)} spec files"
+        )
     return specs[0], overrides
 
 
@@ -57,11 +59,19 @@ class RunView:
     def _table(self, runner: Any) -> Any:
         from rich.table import Table
 
-        table = Table(title=f"{runner.compiled.spec.name}: {len(runner.todo)} stages to run", expand=False)
+        table = Table(
+            title=f"{runner.compiled.spec.name}: {len(runner.todo)} stages to run", expand=False
+        )
         jobs = runner.executor.detachable  # SLURM: show the job ids (scontrol, sacct)
         for col in ("stage", "state", "time", *(["job"] if jobs else [])):
             table.add_column(col)
-        colours = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow", "pending": "dim"}
+        colours = {
+            "done": "green",
+            "failed": "red",
+            "running": "cyan",
+            "cancelled": "yellow",
+            "pending": "dim",
+        }
         for name, state in runner.states.items():
             started = runner.started.get(name)
             secs = f"{time.time() - started:.0f}s" if started and not state.finished else ""
@@ -73,7 +83,9 @@ class RunView:
         if self.console.is_terminal:
             from rich.live import Live
 
-            self.live = Live(self._table(runner), console=self.console, refresh_per_second=2, transient=True)
+            self.live = Live(
+                self._table(runner), console=self.console, refresh_per_second=2, transient=True
+            )
             self.live.start()
         else:
             self.console.print(f"{runner.compiled.spec.name}: running {len(runner.todo)} stages")
@@ -101,7 +113,10 @@ def _print_submitted(console: Any, name: str, spec: Path, submitted: dict[str, s
     console.print(f"{name}: submitted {len(submitted)} stages to SLURM", highlight=False)
     for stage, job_id in submitted.items():
         console.print(f"  {job_id}  {stage}", highlight=False)
-    console.print(f"follow with `vjepa-exp status {spec}`, stop with `vjepa-exp cancel {spec}`", highlight=False)
+    console.print(
+        f"follow with `vjepa-exp status {spec}`, stop with `vjepa-exp cancel {spec}`",
+        highlight=False,
+    )
 
 
 def _print_results(console: Any, root: Path, compiled: Any, fmt: str = "table") -> None:
@@ -125,14 +140,28 @@ def register(app: typer.Typer) -> None:
     @friendly
     def run_cmd(
         args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]"),
-        jobs: int = typer.Option(None, "--jobs", "-j", help="Stages to run at once (default: executor.jobs)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; write and run nothing."),
-        force: list[str] = typer.Option([], "--force", help="Run this stage (and downstream) even if up to date."),
+        jobs: int = typer.Option(
+            None, "--jobs", "-j", help="Stages to run at once (default: executor.jobs)."
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Show what would run; write and run nothing."
+        ),
+        force: list[str] = typer.Option(
+            [], "--force", help="Run this stage (and downstream) even if up to date."
+        ),
         force_all: bool = typer.Option(False, "--force-all", help="Run every stage of the spec."),
-        keep_going: bool = typer.Option(False, "--keep-going", "-k", help="After a failure, run independent stages."),
-        no_check_paths: bool = typer.Option(False, "--no-check-paths", help="Warn instead of failing on missing files."),
-        detach: bool = typer.Option(False, "--detach", help="SLURM: submit every stage and exit; follow with status."),
-        retry_failed: bool = typer.Option(False, "--retry-failed", help="SLURM: resubmit only the failed stages."),
+        keep_going: bool = typer.Option(
+            False, "--keep-going", "-k", help="After a failure, run independent stages."
+        ),
+        no_check_paths: bool = typer.Option(
+            False, "--no-check-paths", help="Warn instead of failing on missing files."
+        ),
+        detach: bool = typer.Option(
+            False, "--detach", help="SLURM: submit every stage and exit; follow with status."
+        ),
+        retry_failed: bool = typer.Option(
+            False, "--retry-failed", help="SLURM: resubmit only the failed stages."
+        ),
     ) -> None:
         """Compile SPEC, run its stale stages, print the result table."""
         from vjepa.pipeline.runner import RunOptions, run
@@ -140,12 +169,24 @@ def register(app: typer.Typer) -> None:
         spec, overrides = _one_spec(args)
         root, console = _root(), _console()
         started = time.time()
-        opts = RunOptions(spec, overrides, jobs, dry_run, list(force), force_all, keep_going, not no_check_paths,
-                          detach, retry_failed)
+        opts = RunOptions(
+            spec,
+            overrides,
+            jobs,
+            dry_run,
+            list(force),
+            force_all,
+            keep_going,
+            not no_check_paths,
+            detach,
+            retry_failed,
+        )
         result = run(root, opts, RunView(console))
         name = result.compiled.spec.name
         if opts.dry_run:
-            console.print(f"{name}: would run {len(result.planned)} of {len(result.compiled.stages)} stages")
+            console.print(
+                f"{name}: would run {len(result.planned)} of {len(result.compiled.stages)} stages"
+            )
             for stage in result.planned:
                 console.print(f"  {stage}", highlight=False)
             return
@@ -153,13 +194,19 @@ def register(app: typer.Typer) -> None:
             _print_submitted(console, name, spec, result.submitted)
             return
         if not result.planned:
-            console.print(f"{name}: nothing to do, all {len(result.compiled.stages)} stages are up to date")
+            console.print(
+                f"{name}: nothing to do, all {len(result.compiled.stages)} stages are up to date"
+            )
         else:
-            console.print(f"{name}: ran {len(result.ran)} stages in {time.time() - started:.1f}s"
-                          + (f", {len(result.failed)} failed" if result.failed else "")
-                          + (f", {len(result.cancelled)} cancelled" if result.cancelled else ""))
+            console.print(
+                f"{name}: ran {len(result.ran)} stages in {time.time() - started:.1f}s"
+                + (f", {len(result.failed)} failed" if result.failed else "")
+                + (f", {len(result.cancelled)} cancelled" if result.cancelled else "")
+            )
         if result.interrupted:
-            console.print("[yellow]interrupted[/]: stopped running stages and removed their half outputs")
+            console.print(
+                "[yellow]interrupted[/]: stopped running stages and removed their half outputs"
+            )
             raise typer.Exit(130)
         _print_results(console, root, result.compiled)
         if not result.ok:
@@ -169,9 +216,15 @@ def register(app: typer.Typer) -> None:
     @friendly
     def compile_cmd(
         args: list[str] = typer.Argument(..., help="SPEC [SPEC ...] [KEY=VALUE ...]"),
-        prune: bool = typer.Option(False, "--prune", help="Drop stages no compiled spec needs any more."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Check and list the stages; write nothing."),
-        no_check_paths: bool = typer.Option(False, "--no-check-paths", help="Warn instead of failing on missing files."),
+        prune: bool = typer.Option(
+            False, "--prune", help="Drop stages no compiled spec needs any more."
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Check and list the stages; write nothing."
+        ),
+        no_check_paths: bool = typer.Option(
+            False, "--no-check-paths", help="Warn instead of failing on missing files."
+        ),
     ) -> None:
         """Check specs and write dvc.yaml + params.yaml (merged with what is compiled already)."""
         from vjepa.pipeline.compiler import compile_spec
@@ -186,8 +239,11 @@ def register(app: typer.Typer) -> None:
             kinds: dict[str, int] = {}
             for stage in c.stages:
                 kinds[stage.kind] = kinds.get(stage.kind, 0) + 1
-            console.print(f"{c.spec.name}: {len(c.stages)} stages ("
-                          + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
+            console.print(
+                f"{c.spec.name}: {len(c.stages)} stages ("
+                + ", ".join(f"{n} {k}" for k, n in kinds.items())
+                + ")"
+            )
         if dry_run:
             for c in compiled:
                 for stage in c.stages:
@@ -196,7 +252,9 @@ def register(app: typer.Typer) -> None:
         changed, pruned = publish(root, compiled, prune)
         for name in pruned:
             console.print(f"pruned: {name}", highlight=False)
-        console.print("wrote dvc.yaml and params.yaml" if changed else "dvc.yaml and params.yaml unchanged")
+        console.print(
+            "wrote dvc.yaml and params.yaml" if changed else "dvc.yaml and params.yaml unchanged"
+        )
 
     @app.command("dag")
     @friendly
@@ -208,11 +266,21 @@ def register(app: typer.Typer) -> None:
 
         spec, overrides = _one_spec(args)
         compiled = compile_spec(spec, overrides, _root(), check_paths=False)
-        colours = {"data": "blue", "pretrain": "magenta", "extract": "cyan", "probe": "green", "report": "yellow"}
+        colours = {
+            "data": "blue",
+            "pretrain": "magenta",
+            "extract": "cyan",
+            "probe": "green",
+            "report": "yellow",
+        }
         tree = Tree(f"[bold]{compiled.spec.name}[/] ({len(compiled.stages)} stages)")
         nodes: dict[str, Any] = {}
         for stage in compiled.stages:
-            parent = nodes.get(stage.inputs[-1].name, tree) if stage.inputs and stage.kind != "report" else tree
+            parent = (
+                nodes.get(stage.inputs[-1].name, tree)
+                if stage.inputs and stage.kind != "report"
+                else tree
+            )
             label = f"[{colours[stage.kind]}]{stage.name}[/]"
             if stage.kind == "report":
                 label += f" <- {len(stage.inputs)} probes"
@@ -239,8 +307,16 @@ def register(app: typer.Typer) -> None:
         known = [n for n in names if f"  {n}:" in text]
         stale = (dvcio.stale(root, known) if known else set()) | (set(names) - set(known))
         rows = status.stage_statuses(root, compiled.stages, stale)
-        colours = {"up to date": "green", "stale": "yellow", "running": "cyan", "pending": "dim", "failed": "red"}
-        table = Table(title=f"{compiled.spec.name}: {sum(r.state == 'up to date' for r in rows)}/{len(rows)} up to date")
+        colours = {
+            "up to date": "green",
+            "stale": "yellow",
+            "running": "cyan",
+            "pending": "dim",
+            "failed": "red",
+        }
+        table = Table(
+            title=f"{compiled.spec.name}: {sum(r.state == 'up to date' for r in rows)}/{len(rows)} up to date"
+        )
         for col in ("stage", "state", "time", "note"):
             table.add_column(col, overflow="fold")
         for r in rows:
@@ -248,9 +324,14 @@ def register(app: typer.Typer) -> None:
             table.add_row(r.name, f"[{colours[r.state]}]{r.state}[/]", secs, r.note)
         console.print(table)
         for r in rows:
-            log_tail = status.read_state(root, r.name).get("log_tail") if r.state == "failed" else ""
+            log_tail = (
+                status.read_state(root, r.name).get("log_tail") if r.state == "failed" else ""
+            )
             if log_tail:
-                console.print(f"[red]failed[/]: {r.name}; log: {status.log_path(root, r.name)}", highlight=False)
+                console.print(
+                    f"[red]failed[/]: {r.name}; log: {status.log_path(root, r.name)}",
+                    highlight=False,
+                )
                 console.print(log_tail, markup=False, highlight=False, style="dim")
 
     @app.command("results")
@@ -274,7 +355,9 @@ def register(app: typer.Typer) -> None:
     @friendly
     def compare_cmd(
         args: list[str] = typer.Argument(..., help="SPEC_A [SPEC_B] [KEY=VALUE ...]"),
-        rev: str = typer.Option(None, "--rev", help="Compare SPEC_A with its results at this git revision."),
+        rev: str = typer.Option(
+            None, "--rev", help="Compare SPEC_A with its results at this git revision."
+        ),
         fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
     ) -> None:
         """Cell-by-cell differences between two specs, or one spec now and at a git revision."""
@@ -303,7 +386,9 @@ def register(app: typer.Typer) -> None:
             prefix = f"report-{slug(a.spec.name)}-"
             sections = [k for k in params if k.startswith(prefix)]
             if not sections:
-                raise UserError(f"--rev {rev}: params.yaml there has no report stage of {a.spec.name}")
+                raise UserError(
+                    f"--rev {rev}: params.yaml there has no report stage of {a.spec.name}"
+                )
             _, pb = results.pivot_report(params[sections[0]], results.read_git(root, rev))
             names = (f"{rev}", "now")
             pa, pb = pb, pa
@@ -319,7 +404,9 @@ def register(app: typer.Typer) -> None:
             import csv
             import sys
 
-            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["a", "b", "diff"])
+            writer = csv.DictWriter(
+                sys.stdout, fieldnames=list(rows[0]) if rows else ["a", "b", "diff"]
+            )
             writer.writeheader()
             writer.writerows(rows)
             return
@@ -330,8 +417,12 @@ def register(app: typer.Typer) -> None:
             table.add_column(str(col))
         for row in rows:
             vals = [row[k] for k in keys] + [row["a"], row["b"], row["diff"]]
-            table.add_row(*[f"{v * scale:.2f}" if isinstance(v, float) else ("—" if v is None else str(v))
-                            for v in vals])
+            table.add_row(
+                *[
+                    f"{v * scale:.2f}" if isinstance(v, float) else ("—" if v is None else str(v))
+                    for v in vals
+                ]
+            )
         _console().print(table)
 
     @app.command("cancel")
@@ -363,7 +454,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("exec", hidden=True)
     @friendly
-    def exec_cmd(stage: str = typer.Argument(..., help="Stage name in dvc.yaml / params.yaml.")) -> None:
+    def exec_cmd(
+        stage: str = typer.Argument(..., help="Stage name in dvc.yaml / params.yaml."),
+    ) -> None:
         """Run one compiled stage (the command of every dvc.yaml stage)."""
         from vjepa.pipeline.runner import exec_stage
 
@@ -379,5 +472,7 @@ def subprocess_git(root: Path, args: list[str]) -> str:
 
     out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     if out.returncode != 0:
-        raise UserError(f"git {' '.join(args)}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
+        raise UserError(
+            f"git {' '.join(args)}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}"
+        )
     return out.stdout

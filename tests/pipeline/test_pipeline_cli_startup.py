@@ -20,7 +20,9 @@ print("LOADED:" + ",".join(sorted({m.split(".")[0] for m in sys.modules} & set(%
 
 
 def test_help_imports_no_heavy_library() -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE % (HEAVY,)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     line = [x for x in out.stdout.splitlines() if x.startswith("LOADED:")][-1]
     assert line == "LOADED:", f"heavy modules imported by --help: {line}"

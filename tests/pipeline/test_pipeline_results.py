@@ -28,13 +28,41 @@ def _report() -> tuple[dict, dict]:
         for seed, value in enumerate(vals):
             folder = f"runs/probe/{target}-{task}-s{seed}-0123456789"
             variant = target if target == "random_init" else "vjepa"
-            probes.append({"dir": folder, "labels": {"variant": variant, "target": target, "task": task,
-                                                     "label_fraction": 1.0, "seed": seed}})
+            probes.append(
+                {
+                    "dir": folder,
+                    "labels": {
+                        "variant": variant,
+                        "target": target,
+                        "task": task,
+                        "label_fraction": 1.0,
+                        "seed": seed,
+                    },
+                }
+            )
             metrics[folder] = {"top1": value, "top5": min(1.0, value + 0.1)}
-    probes.append({"dir": "runs/probe/missing-0123456789", "labels": {"variant": "vjepa", "target": "pixel",
-                                                                        "task": "motion", "label_fraction": 1.0, "seed": 9}})
-    config = {"name": "t", "probes": probes,
-              "report": {"rows": ["target"], "columns": ["task"], "metric": "top1", "baseline": "random_init"}}
+    probes.append(
+        {
+            "dir": "runs/probe/missing-0123456789",
+            "labels": {
+                "variant": "vjepa",
+                "target": "pixel",
+                "task": "motion",
+                "label_fraction": 1.0,
+                "seed": 9,
+            },
+        }
+    )
+    config = {
+        "name": "t",
+        "probes": probes,
+        "report": {
+            "rows": ["target"],
+            "columns": ["task"],
+            "metric": "top1",
+            "baseline": "random_init",
+        },
+    }
     return config, metrics
 
 
@@ -49,7 +77,13 @@ def test_pivot_matches_statistics() -> None:
         assert abs(cell.std - statistics.stdev(vals)) < 1e-12
         assert cell.n == 3
         if target != "random_init":
-            assert abs(cell.delta - (statistics.mean(vals) - statistics.mean(VALUES[("random_init", task)]))) < 1e-12
+            assert (
+                abs(
+                    cell.delta
+                    - (statistics.mean(vals) - statistics.mean(VALUES[("random_init", task)]))
+                )
+                < 1e-12
+            )
     assert pv.rows[-1] == ("random_init",)
     assert pv.best[("motion",)] == ("feature",) and pv.best[("appearance",)] == ("pixel",)
 
@@ -81,7 +115,11 @@ def test_report_stage_writes_parquet_table_and_plot(tmp_path: Path, monkeypatch)
     assert m["n_probes"] == 19 and m["n_missing"] == 1 and m["plots"] == ["bars.png"]
     assert pl.read_parquet(out / "results.parquet").height == 19
     assert "| variant |" in (out / "table.md").read_text()
-    df = pl.DataFrame([{"variant": "a", "task": "motion", "label_fraction": f, "top1": f / 2, "done": True}
-                       for f in (0.05, 0.1, 1.0)])
+    df = pl.DataFrame(
+        [
+            {"variant": "a", "task": "motion", "label_fraction": f, "top1": f / 2, "done": True}
+            for f in (0.05, 0.1, 1.0)
+        ]
+    )
     assert save_plots(df, "top1", tmp_path / "curve") == ["label_efficiency.png"]
     assert (tmp_path / "curve" / "label_efficiency.png").stat().st_size > 1000

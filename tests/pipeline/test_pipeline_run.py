@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-FAKE = '''
+FAKE = """
 import os, sys, types, json, time, hashlib
 if os.environ.get("VJEPA_FAKE_STAGES") == "1":
     def _h(obj):
@@ -45,7 +45,7 @@ if os.environ.get("VJEPA_FAKE_STAGES") == "1":
     for _name, _fn in (("data", data), ("pretrain", pretrain), ("extract", extract), ("probe", probe)):
         _m = types.ModuleType(f"vjepa.stages.{_name}"); _m.run = _fn
         sys.modules[f"vjepa.stages.{_name}"] = _m
-'''
+"""
 
 SPEC = """\
 name: tiny
@@ -68,8 +68,14 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "sitecustomize.py").write_text(FAKE)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(fake),
-           "VJEPA_FAKE_STAGES": "1", "DVC_NO_ANALYTICS": "1", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(fake),
+        "VJEPA_FAKE_STAGES": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "COLUMNS": "200",
+    }
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=root, check=True, env=env)
     (root / "experiments").mkdir()
@@ -77,23 +83,42 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return root, env
 
 
-def vx(root: Path, env: dict[str, str], *args: str, extra: dict[str, str] | None = None,
-       check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run([str(BIN / "vjepa-exp"), *args], cwd=root, env={**env, **(extra or {})},
-                         capture_output=True, text=True, timeout=600)
+def vx(
+    root: Path,
+    env: dict[str, str],
+    *args: str,
+    extra: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    out = subprocess.run(
+        [str(BIN / "vjepa-exp"), *args],
+        cwd=root,
+        env={**env, **(extra or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and out.returncode != 0:
-        raise AssertionError(f"vjepa-exp {' '.join(args)} -> {out.returncode}\n{out.stdout}\n{out.stderr}")
+        raise AssertionError(
+            f"vjepa-exp {' '.join(args)} -> {out.returncode}\n{out.stdout}\n{out.stderr}"
+        )
     return out
 
 
 def dvc(root: Path, env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout + out.stderr
 
 
 def ran(output: str) -> set[str]:
-    return {line.split("done: ", 1)[1].split(" ")[0] for line in output.splitlines() if line.startswith("done: ")}
+    return {
+        line.split("done: ", 1)[1].split(" ")[0]
+        for line in output.splitlines()
+        if line.startswith("done: ")
+    }
 
 
 def results_json(root: Path, env: dict[str, str]) -> list[dict]:
@@ -132,8 +157,17 @@ def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
 
 def test_failure_shows_log_tail_and_keep_going_runs_the_rest(project) -> None:
     root, env = project
-    out = vx(root, env, "run", "experiments/tiny.yaml", "--keep-going", "-j", "2",
-             extra={"FAKE_FAIL": '"target": "pixel"', "FAKE_FAIL_KIND": "pretrain"}, check=False)
+    out = vx(
+        root,
+        env,
+        "run",
+        "experiments/tiny.yaml",
+        "--keep-going",
+        "-j",
+        "2",
+        extra={"FAKE_FAIL": '"target": "pixel"', "FAKE_FAIL_KIND": "pretrain"},
+        check=False,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "failed: pretrain-vit_micro-multiblock_small-pixel" in out.stdout
     assert "RuntimeError: fake pretrain failure" in out.stdout
@@ -153,7 +187,9 @@ def _wait_running(root: Path, kind: str, timeout: float = 120) -> None:
     end = time.time() + timeout
     while time.time() < end:
         for path in (root / ".vjepa" / "state").glob(f"{kind}-*.json"):
-            if json.loads(path.read_text()).get("state") == "running" and list((root / "runs" / kind).glob("*/ckpt")):
+            if json.loads(path.read_text()).get("state") == "running" and list(
+                (root / "runs" / kind).glob("*/ckpt")
+            ):
                 return
         time.sleep(0.2)
     raise AssertionError(f"no {kind} stage started")
@@ -170,8 +206,14 @@ def test_killed_run_leaves_no_half_outputs_and_resumes(project, sig) -> None:
     root, env = project
     vx(root, env, "compile", "experiments/tiny.yaml")
     slow = {**env, "FAKE_SLEEP_PRETRAIN": "60", "FAKE_SLEEP_EXTRACT": "60"}
-    proc = subprocess.Popen([str(BIN / "vjepa-exp"), "run", "experiments/tiny.yaml", "-j", "2"], cwd=root,
-                            env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "vjepa-exp"), "run", "experiments/tiny.yaml", "-j", "2"],
+        cwd=root,
+        env=slow,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_running(root, "pretrain")
         proc.send_signal(sig)

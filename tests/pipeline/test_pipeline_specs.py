@@ -72,10 +72,27 @@ def test_stage_configs_have_the_documented_shape(project: Path) -> None:
         by_kind.setdefault(stage.kind, stage.config)
     assert set(by_kind["data"]) == {"synth", "source", "workers"}
     assert set(by_kind["pretrain"]) == {"data", "clip", "model", "masking", "pretrain"}
-    assert by_kind["pretrain"]["clip"]["crop_size"] == by_kind["pretrain"]["model"]["img_size"] == 32
-    assert set(by_kind["extract"]) == {"encoder", "model", "data", "protocol", "dtype", "batch_size"}
-    assert set(by_kind["probe"]) == {"features", "task", "probe", "label_fraction", "split_seed",
-                                     "val_fraction", "seed", "sweep"}
+    assert (
+        by_kind["pretrain"]["clip"]["crop_size"] == by_kind["pretrain"]["model"]["img_size"] == 32
+    )
+    assert set(by_kind["extract"]) == {
+        "encoder",
+        "model",
+        "data",
+        "protocol",
+        "dtype",
+        "batch_size",
+    }
+    assert set(by_kind["probe"]) == {
+        "features",
+        "task",
+        "probe",
+        "label_fraction",
+        "split_seed",
+        "val_fraction",
+        "seed",
+        "sweep",
+    }
     assert set(by_kind["report"]) == {"name", "probes", "report"}
     assert len(compiled.stages) == 1 + 2 + 6 + 3 + 1
 
@@ -91,7 +108,11 @@ def test_probe_change_touches_only_probes_and_report(project: Path) -> None:
 
 def test_two_specs_share_one_pretrain(project: Path) -> None:
     a = write(project, "a", GOOD)
-    b = write(project, "b", GOOD.replace("name: tiny", "name: other").replace("[feature, pixel]", "[feature]"))
+    b = write(
+        project,
+        "b",
+        GOOD.replace("name: tiny", "name: other").replace("[feature, pixel]", "[feature]"),
+    )
     ca, cb = compile_spec(a, [], project), compile_spec(b, [], project)
     publish(project, [ca, cb])
     pre_a = {s.name for s in ca.stages if s.kind == "pretrain"}
@@ -110,7 +131,11 @@ def test_prune_drops_stages_no_spec_needs(project: Path) -> None:
     compiled = compile_spec(spec, ["probe.epochs=3"], project)
     _, pruned = publish(project, [compiled], prune=True)
     new = set(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
-    assert set(pruned) == old - new and pruned and all(p.split("-")[0] in ("probe", "report") for p in pruned)
+    assert (
+        set(pruned) == old - new
+        and pruned
+        and all(p.split("-")[0] in ("probe", "report") for p in pruned)
+    )
     assert not (set(yaml.safe_load((project / "params.yaml").read_text())) & set(pruned))
 
 
@@ -122,7 +147,11 @@ def test_overrides_groups_sweeps_and_seeds(project: Path) -> None:
     assert {s.config["model"]["name"] for s in pretrains} == {"vit_mini"}
     assert {s.config["pretrain"]["lr"] for s in pretrains} == {1e-4, 3e-4}
     assert {s.config["pretrain"]["seed"] for s in pretrains} == {0, 1}
-    labels = {p["labels"]["lr"] for p in c.report.config["probes"] if p["labels"]["variant"] != "random_init"}
+    labels = {
+        p["labels"]["lr"]
+        for p in c.report.config["probes"]
+        if p["labels"]["variant"] != "random_init"
+    }
     assert labels == {1e-4, 3e-4}
 
 
@@ -143,13 +172,17 @@ def test_shipped_experiments_compile() -> None:
 
 def test_paper_spec_needs_deferred_path_checks() -> None:
     spec = REPO / "experiments" / "paper_vitl16.yaml"
-    with pytest.raises(SpecError, match=r"paper_vitl16.yaml: data.source: file not found: /datasets"):
+    with pytest.raises(
+        SpecError, match=r"paper_vitl16.yaml: data.source: file not found: /datasets"
+    ):
         compile_spec(spec, [], REPO)
     c = compile_spec(spec, [], REPO, check_paths=False)
     assert any("not checked" in w for w in c.warnings)
     assert c.executor["kind"] == "slurm"
     pre = next(s for s in c.stages if s.kind == "pretrain")
-    assert pre.config["model"]["name"] == "vit_large" and pre.config["pretrain"]["dtype"] == "bfloat16"
+    assert (
+        pre.config["model"]["name"] == "vit_large" and pre.config["pretrain"]["dtype"] == "bfloat16"
+    )
     k400 = next(s for s in c.stages if s.kind == "extract" and s.config["data"]["task"] == "k400")
     assert (k400.config["protocol"]["num_segments"], k400.config["protocol"]["num_views"]) == (8, 3)
 
@@ -160,44 +193,141 @@ BAD: list[tuple[str | None, list[str], str]] = [
     ("- just\n- a list\n", [], "a spec must be a mapping"),
     ("seeds: [0]\n", [], "name: missing key"),
     (GOOD + "ablations: {}\n", [], "unknown key 'ablations' (did you mean 'ablate'?)"),
-    (GOOD.replace("- model: vit_micro", "- modle: vit_micro"), [], "defaults[1]: unknown config group 'modle' (did you mean 'model'?)"),
-    (GOOD.replace("- model: vit_micro", "- model: vit_micr"), [], "defaults[1].model: unknown model option 'vit_micr' (did you mean 'vit_micro'?)"),
+    (
+        GOOD.replace("- model: vit_micro", "- modle: vit_micro"),
+        [],
+        "defaults[1]: unknown config group 'modle' (did you mean 'model'?)",
+    ),
+    (
+        GOOD.replace("- model: vit_micro", "- model: vit_micr"),
+        [],
+        "defaults[1].model: unknown model option 'vit_micr' (did you mean 'vit_micro'?)",
+    ),
     (GOOD + "pretrain: {lrr: 0.1}\n", [], "pretrain.lrr: unknown key 'lrr' (did you mean 'lr'?)"),
-    (GOOD + "pretrain: {batch_size: big}\n", [], "pretrain.batch_size: expected an integer >= 1, got str 'big'"),
-    (GOOD.replace("seeds: [0]", "label_fractions: [0.0]\nseeds: [0]"), [], "label_fractions[0]: expected a number in (0, 1], got 0.0"),
-    (GOOD.replace("seeds: [0]", "label_fractions: [1.5]\nseeds: [0]"), [], "label_fractions[0]: expected a number in (0, 1], got 1.5"),
-    (GOOD + "model: {img_size: 30}\n", [], "model.img_size: 30 is not divisible by model.patch_size 8"),
-    (GOOD + "model: {num_frames: 15}\n", [], "model.num_frames: 15 is not divisible by model.tubelet_size 2"),
-    (GOOD + "model: {pred_embed_dim: 64}\n", [], "model.pred_embed_dim: 64 is not divisible by the vit_micro head count 3"),
+    (
+        GOOD + "pretrain: {batch_size: big}\n",
+        [],
+        "pretrain.batch_size: expected an integer >= 1, got str 'big'",
+    ),
+    (
+        GOOD.replace("seeds: [0]", "label_fractions: [0.0]\nseeds: [0]"),
+        [],
+        "label_fractions[0]: expected a number in (0, 1], got 0.0",
+    ),
+    (
+        GOOD.replace("seeds: [0]", "label_fractions: [1.5]\nseeds: [0]"),
+        [],
+        "label_fractions[0]: expected a number in (0, 1], got 1.5",
+    ),
+    (
+        GOOD + "model: {img_size: 30}\n",
+        [],
+        "model.img_size: 30 is not divisible by model.patch_size 8",
+    ),
+    (
+        GOOD + "model: {num_frames: 15}\n",
+        [],
+        "model.num_frames: 15 is not divisible by model.tubelet_size 2",
+    ),
+    (
+        GOOD + "model: {pred_embed_dim: 64}\n",
+        [],
+        "model.pred_embed_dim: 64 is not divisible by the vit_micro head count 3",
+    ),
     (GOOD.replace("seeds: [0]", "seeds: [0, 0]"), [], "seeds: duplicate value 0"),
-    (GOOD.replace("tasks: [motion]", "tasks: [motoin]"), [], "tasks[0]: no evaluation protocol for task 'motoin' in eval (did you mean 'motion'?)"),
-    (GOOD.replace("[feature, pixel]", "[feature, pixels]"), [], "pretrain.target: unknown value 'pixels' (did you mean 'pixel'?) (set by ablate.pretrain.target)"),
-    (GOOD.replace("[feature, pixel]", "[]"), [], "ablate.pretrain.target: expected at least 1 value(s)"),
-    (GOOD.replace("pretrain.target:", "pretrain.tgt:"), [], "ablate.pretrain.tgt: unknown key 'tgt' (did you mean 'target'?)"),
-    (GOOD.replace("rows: [target]", "rows: [traget]"), [], "report.rows: unknown label 'traget' (did you mean 'target'?)"),
+    (
+        GOOD.replace("tasks: [motion]", "tasks: [motoin]"),
+        [],
+        "tasks[0]: no evaluation protocol for task 'motoin' in eval (did you mean 'motion'?)",
+    ),
+    (
+        GOOD.replace("[feature, pixel]", "[feature, pixels]"),
+        [],
+        "pretrain.target: unknown value 'pixels' (did you mean 'pixel'?) (set by ablate.pretrain.target)",
+    ),
+    (
+        GOOD.replace("[feature, pixel]", "[]"),
+        [],
+        "ablate.pretrain.target: expected at least 1 value(s)",
+    ),
+    (
+        GOOD.replace("pretrain.target:", "pretrain.tgt:"),
+        [],
+        "ablate.pretrain.tgt: unknown key 'tgt' (did you mean 'target'?)",
+    ),
+    (
+        GOOD.replace("rows: [target]", "rows: [traget]"),
+        [],
+        "report.rows: unknown label 'traget' (did you mean 'target'?)",
+    ),
     (GOOD.replace("metric: top1", "metric: acc"), [], "report.metric: unknown value 'acc'"),
-    (GOOD.replace("baseline: random_init", "baseline: random"), [], "report.baseline: no row has target='random' (did you mean 'random_init'?)"),
-    (GOOD.replace("{encoder: random}", "{encoder: official}"), [], "baselines.random_init.path: an official baseline needs a checkpoint path"),
-    (GOOD.replace("{encoder: random}", "{encoder: official, path: ckpt/missing.pt}"), [], "baselines.random_init.path: file not found: ckpt/missing.pt"),
-    (GOOD + "data: {synth: null, source: data/none.csv}\n", [], "data.source: file not found: data/none.csv"),
+    (
+        GOOD.replace("baseline: random_init", "baseline: random"),
+        [],
+        "report.baseline: no row has target='random' (did you mean 'random_init'?)",
+    ),
+    (
+        GOOD.replace("{encoder: random}", "{encoder: official}"),
+        [],
+        "baselines.random_init.path: an official baseline needs a checkpoint path",
+    ),
+    (
+        GOOD.replace("{encoder: random}", "{encoder: official, path: ckpt/missing.pt}"),
+        [],
+        "baselines.random_init.path: file not found: ckpt/missing.pt",
+    ),
+    (
+        GOOD + "data: {synth: null, source: data/none.csv}\n",
+        [],
+        "data.source: file not found: data/none.csv",
+    ),
     (GOOD + "data: {source: data/x.csv}\n", [], "data: set exactly one of data.synth"),
     (GOOD.replace("name: tiny", "name: My Exp"), [], "name: expected a name of lower-case letters"),
-    (GOOD.replace("random_init: {encoder: random}", "feature: {encoder: random}").replace("baseline: random_init", "baseline: null"), [], "baselines.feature: the name clashes with the variant 'feature'"),
-    (GOOD + "pretrain: {clip: {frames_per_clip: 8}}\n", [], "pretrain.clip.frames_per_clip: 8 must equal model.num_frames 16"),
-    (GOOD + "sweep: {n_trials: 4, space: {lr: {type: float, low: 0.1, high: 0.01, log: true}}}\n", [], "sweep.space.lr: low 0.1 must be below high 0.01"),
+    (
+        GOOD.replace("random_init: {encoder: random}", "feature: {encoder: random}").replace(
+            "baseline: random_init", "baseline: null"
+        ),
+        [],
+        "baselines.feature: the name clashes with the variant 'feature'",
+    ),
+    (
+        GOOD + "pretrain: {clip: {frames_per_clip: 8}}\n",
+        [],
+        "pretrain.clip.frames_per_clip: 8 must equal model.num_frames 16",
+    ),
+    (
+        GOOD
+        + "sweep: {n_trials: 4, space: {lr: {type: float, low: 0.1, high: 0.01, log: true}}}\n",
+        [],
+        "sweep.space.lr: low 0.1 must be below high 0.01",
+    ),
     (None, ["pretrain.lr"], "override 'pretrain.lr': expected KEY=VALUE"),
-    (None, ["modle=vit_small"], "override 'modle=vit_small': unknown key 'modle' (did you mean 'model'?)"),
-    (None, ["model=vit_smal"], "command line model=vit_smal: unknown model option 'vit_smal' (did you mean 'vit_small'?)"),
+    (
+        None,
+        ["modle=vit_small"],
+        "override 'modle=vit_small': unknown key 'modle' (did you mean 'model'?)",
+    ),
+    (
+        None,
+        ["model=vit_smal"],
+        "command line model=vit_smal: unknown model option 'vit_smal' (did you mean 'vit_small'?)",
+    ),
     (None, ["seeds=0,1"], "seeds is a list already; write seeds=[a,b]"),
     (None, ["+pretrain.foo=1"], "adding (+) or deleting (~) keys is not supported"),
-    (None, ["pretrain.epochs=-1"], "pretrain.epochs: expected an integer >= 1, got -1 (set by command line 'pretrain.epochs=-1')"),
+    (
+        None,
+        ["pretrain.epochs=-1"],
+        "pretrain.epochs: expected an integer >= 1, got -1 (set by command line 'pretrain.epochs=-1')",
+    ),
     (None, ["probe.kind=mlp"], "probe.kind: unknown value 'mlp'"),
     (None, ["executor.jobs=0"], "executor.jobs: expected an integer >= 1, got 0"),
 ]
 
 
 @pytest.mark.parametrize("text, overrides, message", BAD, ids=[m[:40] for _, _, m in BAD])
-def test_malformed_specs_get_their_message_and_write_nothing(project: Path, text, overrides, message) -> None:
+def test_malformed_specs_get_their_message_and_write_nothing(
+    project: Path, text, overrides, message
+) -> None:
     good = write(project, "tiny", GOOD)
     compile_and_publish(project, good)
     before = [(project / f).read_bytes() for f in ("dvc.yaml", "params.yaml")]

@@ -28,32 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vjepa.errors import CheckpointError, UserError
+from vjepa.models.blocks import MLP, init_weights
 
 PROBE_KINDS = ("attentive", "linear")
 LN_EPS = 1e-5
-
-
-def _init_linear(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class CrossAttention(nn.Module):
@@ -85,7 +63,7 @@ class CrossAttentionBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.xattn = CrossAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
 
     def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         q = q + self.xattn(q, self.norm1(x))
@@ -117,7 +95,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = SelfAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -137,7 +115,7 @@ class AttentivePooler(nn.Module):
                 Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth - 1)
             )
         nn.init.trunc_normal_(self.query_tokens, std=0.02)
-        self.apply(_init_linear)
+        self.apply(init_weights)
         if self.blocks is not None:  # depth-scaled residual init, as in the reference
             for i, blk in enumerate(self.blocks, start=1):
                 blk.attn.proj.weight.data.div_(math.sqrt(2.0 * i))
@@ -158,7 +136,7 @@ class AttentiveClassifier(nn.Module):
         super().__init__()
         self.pooler = AttentivePooler(embed_dim, num_heads, depth=depth)
         self.linear = nn.Linear(embed_dim, num_classes)
-        _init_linear(self.linear)
+        init_weights(self.linear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.pooler(x).squeeze(1))
@@ -175,7 +153,7 @@ class LinearProbe(nn.Module):
         super().__init__()
         self.norm = nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6)
         self.linear = nn.Linear(embed_dim, num_classes)
-        _init_linear(self.linear)
+        init_weights(self.linear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(x.mean(dim=1)))

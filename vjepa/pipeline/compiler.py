@@ -39,8 +39,12 @@ class _Encoder:
     inputs: tuple[Stage, ...]
 
 
-def compile_spec(path: str | Path, overrides: list[str] | None = None, root: Path | None = None,
-                 check_paths: bool = True) -> Compiled:
+def compile_spec(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    root: Path | None = None,
+    check_paths: bool = True,
+) -> Compiled:
     """Check spec ``path`` (+ overrides) and build its stage graph; nothing is written."""
     root = Path(root or Path.cwd())
     spec = load_spec(path, overrides, root)
@@ -88,7 +92,10 @@ class _Builder:
         if path.exists():
             return
         if self.check_paths:
-            raise self.spec.error(key, f"file not found: {value} (use --no-check-paths to compile for another machine)")
+            raise self.spec.error(
+                key,
+                f"file not found: {value} (use --no-check-paths to compile for another machine)",
+            )
         warning = f"{self.spec.file}: {key}: file not found: {value} (not checked)"
         if warning not in self.warnings:
             self.warnings.append(warning)
@@ -106,8 +113,11 @@ class _Builder:
         protocols = cfg["eval"]["protocols"]
         for i, task in enumerate(self.spec.tasks):
             if task not in protocols:
-                raise self.spec.error(f"tasks[{i}]", f"no evaluation protocol for task {task!r} in eval"
-                                      f"{schema.suggest(task, protocols)}")
+                raise self.spec.error(
+                    f"tasks[{i}]",
+                    f"no evaluation protocol for task {task!r} in eval"
+                    f"{schema.suggest(task, protocols)}",
+                )
 
     def add_variant(self, cfg: dict[str, Any], variant: str, labels: dict[str, Any]) -> None:
         self._check_tasks(cfg)
@@ -124,29 +134,52 @@ class _Builder:
                 "masking": cfg["masking"],
                 "pretrain": pre,
             }
-            label = slug(cfg["model"]["name"], cfg["masking"]["name"], pre["target"], f"s{pre['seed']}")
+            label = slug(
+                cfg["model"]["name"], cfg["masking"]["name"], pre["target"], f"s{pre['seed']}"
+            )
             pretrain = self.graph.add(Stage("pretrain", label, config, (data,), persist=True))
             encoder = _Encoder(
-                {"source": "checkpoint", "path": f"{pretrain.out}/checkpoint.pt", "which": "target_encoder", "seed": 0},
-                label, (pretrain,),
+                {
+                    "source": "checkpoint",
+                    "path": f"{pretrain.out}/checkpoint.pt",
+                    "which": "target_encoder",
+                    "seed": 0,
+                },
+                label,
+                (pretrain,),
             )
             self._evaluate(cfg, data, encoder, seed, {"variant": variant, **labels})
 
-    def add_baseline(self, cfg: dict[str, Any], name: str, baseline: dict[str, Any], labels: dict[str, Any]) -> None:
+    def add_baseline(
+        self, cfg: dict[str, Any], name: str, baseline: dict[str, Any], labels: dict[str, Any]
+    ) -> None:
         self._check_tasks(cfg)
         data = self._data(cfg)
         for seed in self.spec.seeds:
             if baseline["encoder"] == "random":
                 enc_seed = seed if self.spec.seed_scope == "pretrain" else 0
-                encoder = _Encoder({"source": "random", "path": None, "which": "target_encoder", "seed": enc_seed},
-                                   slug("random", cfg["model"]["name"], f"s{enc_seed}"), ())
+                encoder = _Encoder(
+                    {"source": "random", "path": None, "which": "target_encoder", "seed": enc_seed},
+                    slug("random", cfg["model"]["name"], f"s{enc_seed}"),
+                    (),
+                )
             else:
                 self._path(f"baselines.{name}.path", baseline["path"])
-                encoder = _Encoder({"source": "official", "path": baseline["path"], "which": "target_encoder", "seed": 0},
-                                   slug("official", Path(baseline["path"]).stem), ())
+                encoder = _Encoder(
+                    {
+                        "source": "official",
+                        "path": baseline["path"],
+                        "which": "target_encoder",
+                        "seed": 0,
+                    },
+                    slug("official", Path(baseline["path"]).stem),
+                    (),
+                )
             self._evaluate(cfg, data, encoder, seed, {"variant": name, **labels})
 
-    def _evaluate(self, cfg: dict[str, Any], data: Stage, encoder: _Encoder, seed: int, labels: dict[str, Any]) -> None:
+    def _evaluate(
+        self, cfg: dict[str, Any], data: Stage, encoder: _Encoder, seed: int, labels: dict[str, Any]
+    ) -> None:
         ev = cfg["eval"]
         for task in self.spec.tasks:
             extracts = {}
@@ -160,7 +193,9 @@ class _Builder:
                     "batch_size": ev["batch_size"],
                 }
                 label = slug(encoder.label, task, split)
-                extracts[split] = self.graph.add(Stage("extract", label, config, (data, *encoder.inputs)))
+                extracts[split] = self.graph.add(
+                    Stage("extract", label, config, (data, *encoder.inputs))
+                )
             train, test = extracts[ev["train_split"]], extracts[ev["eval_split"]]
             for fraction in self.spec.label_fractions:
                 config = {
@@ -176,11 +211,20 @@ class _Builder:
                 pct = f"f{fraction * 100:g}".replace(".", "p")
                 label = slug(encoder.label, task, cfg["probe"]["kind"], pct, f"s{seed}")
                 persist = cfg["sweep"]["n_trials"] > 0
-                probe = self.graph.add(Stage("probe", label, config, (train, test), persist=persist))
-                self.probes.append({
-                    "stage": probe,
-                    "labels": {**labels, "task": task, "label_fraction": fraction, "seed": seed},
-                })
+                probe = self.graph.add(
+                    Stage("probe", label, config, (train, test), persist=persist)
+                )
+                self.probes.append(
+                    {
+                        "stage": probe,
+                        "labels": {
+                            **labels,
+                            "task": task,
+                            "label_fraction": fraction,
+                            "seed": seed,
+                        },
+                    }
+                )
 
     def add_report(self) -> Stage:
         report = self.spec.report
@@ -188,12 +232,19 @@ class _Builder:
         if report["baseline"] is not None:
             known = sorted({str(p["labels"].get(first)) for p in self.probes})
             if str(report["baseline"]) not in known:
-                raise self.spec.error("report.baseline", f"no row has {first}={report['baseline']!r}"
-                                      f"{schema.suggest(str(report['baseline']), known)}")
+                raise self.spec.error(
+                    "report.baseline",
+                    f"no row has {first}={report['baseline']!r}"
+                    f"{schema.suggest(str(report['baseline']), known)}",
+                )
         probes = sorted(
             ({"dir": p["stage"].out, "labels": p["labels"]} for p in self.probes),
             key=lambda p: (p["dir"], sorted(p["labels"].items(), key=str)),
         )
-        inputs = tuple(sorted({p["stage"].name: p["stage"] for p in self.probes}.values(), key=lambda s: s.name))
+        inputs = tuple(
+            sorted(
+                {p["stage"].name: p["stage"] for p in self.probes}.values(), key=lambda s: s.name
+            )
+        )
         config = {"name": self.spec.name, "probes": probes, "report": dict(report)}
         return self.graph.add(Stage("report", slug(self.spec.name), config, inputs))

@@ -38,7 +38,9 @@ class Composer:
 
         key = tuple(sorted(choices.items()))
         if key not in self._cache:
-            self._cache[key] = compose("config", overrides=[f"{g}={o}" for g, o in sorted(choices.items())])
+            self._cache[key] = compose(
+                "config", overrides=[f"{g}={o}" for g, o in sorted(choices.items())]
+            )
         return self._cache[key]
 
     def compose(self, spec: Spec, choices: dict[str, str], values: list[Value]) -> dict[str, Any]:
@@ -52,7 +54,9 @@ class Composer:
             try:
                 OmegaConf.update(cfg, value.key, value.value, merge=True)
             except OmegaConfBaseException as exc:
-                raise spec.error(value.origin, f"cannot set {value.key} ({_first_line(exc)})") from None
+                raise spec.error(
+                    value.origin, f"cannot set {value.key} ({_first_line(exc)})"
+                ) from None
         try:
             resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as exc:
@@ -74,7 +78,11 @@ def _first_line(exc: Exception) -> str:
 def _origin_note(path: str, values: list[Value]) -> str:
     """`` (set by ...)`` when a value override from elsewhere than the spec's own key set ``path``."""
     for value in reversed(values):
-        if path == value.key or path.startswith(value.key + ".") or path.startswith(value.key + "["):
+        if (
+            path == value.key
+            or path.startswith(value.key + ".")
+            or path.startswith(value.key + "[")
+        ):
             return "" if value.origin == value.key else f" (set by {value.origin})"
     return ""
 
@@ -90,19 +98,36 @@ def check_combinations(cfg: dict[str, Any]) -> None:
     _divisible("model.img_size", model["img_size"], "model.patch_size", model["patch_size"])
     _divisible("model.num_frames", model["num_frames"], "model.tubelet_size", model["tubelet_size"])
     heads = schema.MODEL_HEADS[model["name"]]
-    _divisible("model.pred_embed_dim", model["pred_embed_dim"], f"the {model['name']} head count", heads)
+    _divisible(
+        "model.pred_embed_dim", model["pred_embed_dim"], f"the {model['name']} head count", heads
+    )
     clip = cfg["pretrain"]["clip"]
-    _divisible("pretrain.clip.crop_size", clip["crop_size"], "model.patch_size", model["patch_size"])
+    _divisible(
+        "pretrain.clip.crop_size", clip["crop_size"], "model.patch_size", model["patch_size"]
+    )
     if clip["frames_per_clip"] != model["num_frames"]:
-        raise Invalid("pretrain.clip.frames_per_clip",
-                      f"{clip['frames_per_clip']} must equal model.num_frames {model['num_frames']}")
+        raise Invalid(
+            "pretrain.clip.frames_per_clip",
+            f"{clip['frames_per_clip']} must equal model.num_frames {model['num_frames']}",
+        )
     for task, proto in cfg["eval"]["protocols"].items():
-        _divisible(f"eval.protocols.{task}.crop_size", proto["crop_size"], "model.patch_size", model["patch_size"])
-        _divisible(f"eval.protocols.{task}.frames_per_clip", proto["frames_per_clip"],
-                   "model.tubelet_size", model["tubelet_size"])
+        _divisible(
+            f"eval.protocols.{task}.crop_size",
+            proto["crop_size"],
+            "model.patch_size",
+            model["patch_size"],
+        )
+        _divisible(
+            f"eval.protocols.{task}.frames_per_clip",
+            proto["frames_per_clip"],
+            "model.tubelet_size",
+            model["tubelet_size"],
+        )
     data = cfg["data"]
     if (data["synth"] is None) == (data["source"] is None):
-        raise Invalid("data", "set exactly one of data.synth (generate) and data.source (index a dataset)")
+        raise Invalid(
+            "data", "set exactly one of data.synth (generate) and data.source (index a dataset)"
+        )
     for name, param in cfg["sweep"]["space"].items():
         where = f"sweep.space.{name}"
         if param["type"] in ("float", "int"):
@@ -117,4 +142,7 @@ def check_combinations(cfg: dict[str, Any]) -> None:
     if cfg["sweep"]["n_trials"] > 0:
         for name in cfg["sweep"]["space"]:
             if name not in cfg["probe"]:
-                raise Invalid(f"sweep.space.{name}", f"not a probe setting{schema.suggest(name, cfg['probe'])}")
+                raise Invalid(
+                    f"sweep.space.{name}",
+                    f"not a probe setting{schema.suggest(name, cfg['probe'])}",
+                )

@@ -24,11 +24,21 @@ DVCIGNORE_LINES = ("__pycache__/", "*.pyc")
 # cli/ or docs/ does not. Paths that do not exist in the project are left out.
 CODE_DEPS: dict[str, tuple[str, ...]] = {
     "data": ("vjepa/data", "vjepa/stages/data.py"),
-    "pretrain": ("vjepa/data", "vjepa/models", "vjepa/masks", "vjepa/train", "vjepa/stages/pretrain.py"),
+    "pretrain": (
+        "vjepa/data",
+        "vjepa/models",
+        "vjepa/masks",
+        "vjepa/train",
+        "vjepa/stages/pretrain.py",
+    ),
     "extract": ("vjepa/data", "vjepa/models", "vjepa/eval", "vjepa/stages/extract.py"),
     "probe": ("vjepa/models", "vjepa/eval", "vjepa/stages/probe.py"),
-    "report": ("vjepa/stages/report.py", "vjepa/pipeline/results.py", "vjepa/pipeline/tables.py",
-               "vjepa/pipeline/plots.py"),
+    "report": (
+        "vjepa/stages/report.py",
+        "vjepa/pipeline/results.py",
+        "vjepa/pipeline/tables.py",
+        "vjepa/pipeline/plots.py",
+    ),
 }
 
 
@@ -53,7 +63,11 @@ def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:
         path = stage.config["encoder"]["path"]
         if not Path(path).is_absolute():
             deps.append(path)
-    if stage.kind == "data" and stage.config.get("source") and not Path(stage.config["source"]).is_absolute():
+    if (
+        stage.kind == "data"
+        and stage.config.get("source")
+        and not Path(stage.config["source"]).is_absolute()
+    ):
         deps.append(stage.config["source"])
     deps += [p for p in CODE_DEPS[stage.kind] if (root / p).exists()]
     out: Any = {stage.out: {"persist": True}} if stage.persist else stage.out
@@ -69,7 +83,9 @@ def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:
 def _dump(data: Any, sort_keys: bool) -> str:
     import yaml
 
-    return yaml.safe_dump(data, sort_keys=sort_keys, default_flow_style=False, width=4096, allow_unicode=True)
+    return yaml.safe_dump(
+        data, sort_keys=sort_keys, default_flow_style=False, width=4096, allow_unicode=True
+    )
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -99,7 +115,11 @@ def _stage_order(item: tuple[str, Any]) -> tuple:
 
 
 def registry_entry(spec_file: str, overrides: list[str], stages: Iterable[Stage]) -> dict[str, Any]:
-    return {"file": spec_file, "overrides": list(overrides), "stages": sorted(s.name for s in stages)}
+    return {
+        "file": spec_file,
+        "overrides": list(overrides),
+        "stages": sorted(s.name for s in stages),
+    }
 
 
 def check_name_free(root: Path, name: str, spec_file: str) -> None:
@@ -107,7 +127,9 @@ def check_name_free(root: Path, name: str, spec_file: str) -> None:
     registry = _load(root / "params.yaml").get(REGISTRY) or {}
     other = registry.get(name, {}).get("file")
     if other and other != spec_file and (root / other).exists():
-        raise SpecError(f"{spec_file}: name: {name!r} is already the name of {other}; choose another name")
+        raise SpecError(
+            f"{spec_file}: name: {name!r} is already the name of {other}; choose another name"
+        )
 
 
 def render(root: Path, compiled: list[Any], prune: bool = False) -> tuple[str, str, list[str]]:
@@ -131,7 +153,11 @@ def render(root: Path, compiled: list[Any], prune: bool = False) -> tuple[str, s
     if prune:
         registry = {k: v for k, v in registry.items() if (root / v["file"]).exists()}
     needed = {name for entry in registry.values() for name in entry["stages"]}
-    drop = [n for n, e in stages.items() if _managed(n, e) and n not in needed and (prune or n in replaced)]
+    drop = [
+        n
+        for n, e in stages.items()
+        if _managed(n, e) and n not in needed and (prune or n in replaced)
+    ]
     for name in drop:
         del stages[name]
         params.pop(name, None)
@@ -155,7 +181,10 @@ def ensure_dvcignore(root: Path) -> None:
     text = path.read_text() if path.is_file() else ""
     missing = [line for line in DVCIGNORE_LINES if line not in text.splitlines()]
     if missing:
-        atomic_write_text(path, text + ("" if text.endswith("\n") or not text else "\n") + "\n".join(missing) + "\n")
+        atomic_write_text(
+            path,
+            text + ("" if text.endswith("\n") or not text else "\n") + "\n".join(missing) + "\n",
+        )
 
 
 def read_params(root: Path) -> dict[str, Any]:

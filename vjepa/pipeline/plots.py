@@ -10,9 +10,15 @@ def _agg(df: Any, keys: list[str], metric: str) -> list[dict[str, Any]]:
     import polars as pl
 
     done = df.filter(pl.col("done") & pl.col(metric).is_not_null())
-    return done.group_by(keys).agg(
-        pl.col(metric).mean().alias("mean"), pl.col(metric).std(ddof=1).fill_null(0.0).alias("std")
-    ).sort(keys).to_dicts()
+    return (
+        done.group_by(keys)
+        .agg(
+            pl.col(metric).mean().alias("mean"),
+            pl.col(metric).std(ddof=1).fill_null(0.0).alias("std"),
+        )
+        .sort(keys)
+        .to_dicts()
+    )
 
 
 def save_plots(df: Any, metric: str, out: Path) -> list[str]:
@@ -33,13 +39,24 @@ def save_plots(df: Any, metric: str, out: Path) -> list[str]:
             rows = _agg(sub, ["variant", "label_fraction"], metric)
             for variant in sorted({r["variant"] for r in rows}):
                 pts = [r for r in rows if r["variant"] == variant]
-                ax.errorbar([r["label_fraction"] * 100 for r in pts], [r["mean"] for r in pts],
-                            yerr=[r["std"] for r in pts], marker="o", capsize=3, label=variant)
+                ax.errorbar(
+                    [r["label_fraction"] * 100 for r in pts],
+                    [r["mean"] for r in pts],
+                    yerr=[r["std"] for r in pts],
+                    marker="o",
+                    capsize=3,
+                    label=variant,
+                )
             ax.set_xscale("log")
             ax.set_xlabel("labelled training data (%)")
         else:
             rows = _agg(sub, ["variant"], metric)
-            ax.bar([r["variant"] for r in rows], [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=3)
+            ax.bar(
+                [r["variant"] for r in rows],
+                [r["mean"] for r in rows],
+                yerr=[r["std"] for r in rows],
+                capsize=3,
+            )
             ax.tick_params(axis="x", rotation=30)
         ax.set_title(task)
         ax.set_ylabel(metric)

@@ -39,8 +39,9 @@ def read_git(root: Path, rev: str) -> Reader:
 
     def read(folder: str) -> dict[str, Any] | None:
         name = f"{Path(folder).parent.name}-{Path(folder).name}"
-        out = subprocess.run(["git", "show", f"{rev}:{metrics_path(name)}"], cwd=root,
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["git", "show", f"{rev}:{metrics_path(name)}"], cwd=root, capture_output=True, text=True
+        )
         if out.returncode != 0:
             return None
         try:
@@ -58,7 +59,10 @@ def tidy(report: dict[str, Any], read: Reader) -> Any:
     rows = []
     for probe in report["probes"]:
         metrics = read(probe["dir"])
-        row: dict[str, Any] = {k: (v if k in ("label_fraction", "seed") else str(v)) for k, v in probe["labels"].items()}
+        row: dict[str, Any] = {
+            k: (v if k in ("label_fraction", "seed") else str(v))
+            for k, v in probe["labels"].items()
+        }
         row["dir"] = probe["dir"]
         row["done"] = metrics is not None
         for key, value in (metrics or {}).items():
@@ -93,7 +97,9 @@ class Pivot:
 
     def percent(self) -> bool:
         """Accuracies stored as fractions are shown as percentages."""
-        return self.metric.startswith("top") and all(abs(c.mean) <= 1.0 for c in self.cells.values())
+        return self.metric.startswith("top") and all(
+            abs(c.mean) <= 1.0 for c in self.cells.values()
+        )
 
 
 def _order(value: Any) -> tuple:
@@ -110,7 +116,9 @@ def pivot(df: Any, rows: list[str], columns: list[str], metric: str, baseline: A
         return Pivot(metric, rows, columns, [], [], {}, total=total, missing=total)
     done = df.filter(pl.col("done") & pl.col(metric).is_not_null())
     agg = done.group_by(rows + columns).agg(
-        pl.col(metric).mean().alias("mean"), pl.col(metric).std(ddof=1).alias("std"), pl.len().alias("n")
+        pl.col(metric).mean().alias("mean"),
+        pl.col(metric).std(ddof=1).alias("std"),
+        pl.len().alias("n"),
     )
     cells: dict[tuple[tuple, tuple], Cell] = {}
     for rec in agg.iter_rows(named=True):
@@ -118,7 +126,11 @@ def pivot(df: Any, rows: list[str], columns: list[str], metric: str, baseline: A
         cells[key] = Cell(rec["mean"], rec["std"] if rec["n"] > 1 else None, rec["n"])
     row_vals = sorted({k[0] for k in cells}, key=lambda r: tuple(_order(v) for v in r))
     col_vals = sorted({k[1] for k in cells}, key=lambda c: tuple(_order(v) for v in c))
-    base = next((r for r in row_vals if str(r[0]) == str(baseline)), None) if baseline is not None else None
+    base = (
+        next((r for r in row_vals if str(r[0]) == str(baseline)), None)
+        if baseline is not None
+        else None
+    )
     if base is not None:
         row_vals = [r for r in row_vals if r != base] + [base]
         for (r, c), cell in list(cells.items()):
@@ -130,24 +142,34 @@ def pivot(df: Any, rows: list[str], columns: list[str], metric: str, baseline: A
         present = [(cells[(r, c)].mean, r) for r in row_vals if (r, c) in cells]
         if len(present) > 1:
             best[c] = max(present, key=lambda x: x[0])[1]
-    return Pivot(metric, rows, columns, row_vals, col_vals, cells, base, best, total, total - done.height)
+    return Pivot(
+        metric, rows, columns, row_vals, col_vals, cells, base, best, total, total - done.height
+    )
 
 
 def pivot_report(report: dict[str, Any], read: Reader) -> tuple[Any, Pivot]:
     """Tidy table and pivot of a report stage config (``{name, probes, report}``)."""
     df = tidy(report, read)
     spec = report["report"]
-    return df, pivot(df, list(spec["rows"]), list(spec["columns"]), spec["metric"], spec.get("baseline"))
+    return df, pivot(
+        df, list(spec["rows"]), list(spec["columns"]), spec["metric"], spec.get("baseline")
+    )
 
 
 def compare(a: Pivot, b: Pivot) -> list[dict[str, Any]]:
     """Cells of two pivots side by side (keyed by row and column), with b - a."""
     out = []
-    for key in sorted(set(a.cells) | set(b.cells), key=lambda k: tuple(_order(v) for v in k[0] + k[1])):
+    for key in sorted(
+        set(a.cells) | set(b.cells), key=lambda k: tuple(_order(v) for v in k[0] + k[1])
+    ):
         ca, cb = a.cells.get(key), b.cells.get(key)
-        out.append({
-            **dict(zip(a.row_keys, key[0], strict=False)), **dict(zip(a.col_keys, key[1], strict=False)),
-            "a": ca.mean if ca else None, "b": cb.mean if cb else None,
-            "diff": (cb.mean - ca.mean) if ca and cb else None,
-        })
+        out.append(
+            {
+                **dict(zip(a.row_keys, key[0], strict=False)),
+                **dict(zip(a.col_keys, key[1], strict=False)),
+                "a": ca.mean if ca else None,
+                "b": cb.mean if cb else None,
+                "diff": (cb.mean - ca.mean) if ca and cb else None,
+            }
+        )
     return out

@@ -77,7 +77,9 @@ def run_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            raise UserError(f"another vjepa-exp run is active in this project (pid {fh.read().strip() or '?'})") from None
+            raise UserError(
+                f"another vjepa-exp run is active in this project (pid {fh.read().strip() or '?'})"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -97,7 +99,9 @@ def plan(root: Path, compiled: Compiled, force: list[str], force_all: bool) -> l
         if name not in names:
             from vjepa.pipeline.schema import suggest
 
-            raise UserError(f"--force: no stage {name!r} in {compiled.spec.name}{suggest(name, names)}")
+            raise UserError(
+                f"--force: no stage {name!r} in {compiled.spec.name}{suggest(name, names)}"
+            )
     roots = names if force_all else dvcio.stale(root, names) | set(force)
     todo = descendants(stages, roots)
     return [s for s in stages if s.name in todo]
@@ -105,9 +109,11 @@ def plan(root: Path, compiled: Compiled, force: list[str], force_all: bool) -> l
 
 def stage_job(root: Path, stage: Stage, resources: dict[str, Any]) -> StageJob:
     return StageJob(
-        stage=stage.name, kind=stage.kind,
+        stage=stage.name,
+        kind=stage.kind,
         cmd=(sys.executable, "-m", "cli.main", "exec", stage.name),
-        cwd=str(root), log=str(status.log_path(root, stage.name)),
+        cwd=str(root),
+        log=str(status.log_path(root, stage.name)),
         resources=dict(resources.get(stage.kind) or {}),
         env={"DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"},
     )
@@ -127,8 +133,15 @@ class NullView:
 class Runner:
     """Submits the planned stages to an executor, tracks them, commits what finishes."""
 
-    def __init__(self, root: Path, compiled: Compiled, todo: list[Stage], executor: Executor,
-                 keep_going: bool, view: Any) -> None:
+    def __init__(
+        self,
+        root: Path,
+        compiled: Compiled,
+        todo: list[Stage],
+        executor: Executor,
+        keep_going: bool,
+        view: Any,
+    ) -> None:
         self.root, self.compiled, self.todo, self.executor = root, compiled, todo, executor
         self.keep_going, self.view = keep_going, view
         self.handles: dict[str, JobHandle] = {}
@@ -142,8 +155,18 @@ class Runner:
     def _track(self, handle: JobHandle) -> None:
         self.handles[handle.stage] = handle
         self.states[handle.stage] = JobState.PENDING
-        status.write_state(self.root, handle.stage, state="pending", handle=handle.to_dict(), runner_pid=os.getpid(),
-                           started=None, ended=None, reason="", note="", log_tail="")
+        status.write_state(
+            self.root,
+            handle.stage,
+            state="pending",
+            handle=handle.to_dict(),
+            runner_pid=os.getpid(),
+            started=None,
+            ended=None,
+            reason="",
+            note="",
+            log_tail="",
+        )
 
     def submit(self) -> None:
         for stage in self.todo:
@@ -155,7 +178,9 @@ class Runner:
         """SLURM: resubmit the failed/cancelled stages of ``todo``; follow those still in flight."""
         retry = getattr(self.executor, "retry_failed", None)
         if retry is None:
-            raise UserError("--retry-failed: needs executor=slurm (a local run just reruns what is stale)")
+            raise UserError(
+                "--retry-failed: needs executor=slurm (a local run just reruns what is stale)"
+            )
         todo = [s for s in self.todo if s.name not in in_flight]
         for stage in todo:
             status.log_path(self.root, stage.name).unlink(missing_ok=True)
@@ -205,9 +230,18 @@ class Runner:
     def _failed(self, name: str, state: JobState, reason: str) -> None:
         stage = self.compiled.graph.stages[name]
         remove_half_output(self.root, name, stage.persist)
-        log_tail = self.executor.log_tail(self.handles[name], 20) if state == JobState.FAILED else ""
-        status.write_state(self.root, name, state=state.value, started=self.started.get(name), ended=time.time(),
-                           reason=reason, log_tail=log_tail)
+        log_tail = (
+            self.executor.log_tail(self.handles[name], 20) if state == JobState.FAILED else ""
+        )
+        status.write_state(
+            self.root,
+            name,
+            state=state.value,
+            started=self.started.get(name),
+            ended=time.time(),
+            reason=reason,
+            log_tail=log_tail,
+        )
         if state == JobState.FAILED:
             self.result.failed.append(name)
             self.view.failure(name, reason, log_tail, str(status.log_path(self.root, name)))
@@ -217,7 +251,9 @@ class Runner:
                         self.executor.cancel(handle)
         else:
             self.result.cancelled.append(name)
-            self.view.event(name, "cancelled" + (f" ({reason})" if reason != "cancelled" else ""), None)
+            self.view.event(
+                name, "cancelled" + (f" ({reason})" if reason != "cancelled" else ""), None
+            )
 
     def interrupt(self) -> None:
         """Ctrl-C: stop every job, remove half outputs, record the states."""
@@ -230,7 +266,9 @@ class Runner:
         for name, state in self.states.items():
             if not state.finished:
                 remove_half_output(self.root, name, self.compiled.graph.stages[name].persist)
-                status.write_state(self.root, name, state="cancelled", ended=time.time(), reason="interrupted")
+                status.write_state(
+                    self.root, name, state="cancelled", ended=time.time(), reason="interrupted"
+                )
                 self.result.cancelled.append(name)
         self.result.interrupted = True
 
@@ -242,7 +280,11 @@ def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
     for warning in compiled.warnings:
         view.warn(warning)
     if opts.dry_run:
-        todo = plan(root, compiled, opts.force, opts.force_all) if _has_all(root, compiled) else compiled.stages
+        todo = (
+            plan(root, compiled, opts.force, opts.force_all)
+            if _has_all(root, compiled)
+            else compiled.stages
+        )
         return RunResult(compiled, planned=[s.name for s in todo])
     publish(root, [compiled])
     with run_lock(root):
@@ -251,11 +293,15 @@ def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
         attach.sync(root, compiled)  # record detached SLURM jobs that ended since the last look
         in_flight = attach.unfollowed(root, [s.name for s in compiled.stages])
         if in_flight and not opts.retry_failed:
-            raise UserError(f"{compiled.spec.name}: {len(in_flight)} stages are still queued or running on SLURM; "
-                            "follow them with `vjepa-exp status`, stop them with `vjepa-exp cancel`, "
-                            "or resubmit the failed ones with --retry-failed")
+            raise UserError(
+                f"{compiled.spec.name}: {len(in_flight)} stages are still queued or running on SLURM; "
+                "follow them with `vjepa-exp status`, stop them with `vjepa-exp cancel`, "
+                "or resubmit the failed ones with --retry-failed"
+            )
         todo = plan(root, compiled, opts.force, opts.force_all)
-        todo = [s for s in todo if s.name not in in_flight] + [s for s in compiled.stages if s.name in in_flight]
+        todo = [s for s in todo if s.name not in in_flight] + [
+            s for s in compiled.stages if s.name in in_flight
+        ]
         if not todo:
             return RunResult(compiled)
         return _execute(root, compiled, todo, opts, view, in_flight)
@@ -270,8 +316,14 @@ def check_options(compiled: Compiled, opts: RunOptions) -> None:
             raise UserError(f"{flag}: needs executor=slurm (local stages stop with the runner)")
 
 
-def _execute(root: Path, compiled: Compiled, todo: list[Stage], opts: RunOptions, view: Any,
-             in_flight: dict[str, JobHandle]) -> RunResult:
+def _execute(
+    root: Path,
+    compiled: Compiled,
+    todo: list[Stage],
+    opts: RunOptions,
+    view: Any,
+    in_flight: dict[str, JobHandle],
+) -> RunResult:
     """Submit ``todo``, then detach or follow the jobs to the end (the caller holds the run lock)."""
     executor = make_executor(compiled.executor, root, opts.jobs, compiled.spec.name)
     runner = Runner(root, compiled, todo, executor, opts.keep_going, view)
@@ -313,7 +365,10 @@ def exec_stage(root: Path, name: str) -> dict[str, Any]:
         raise UserError(f"params.yaml has no section {name!r}: compile the spec first")
     config = params[name]
     entry = (dvcio._load(root / "dvc.yaml").get("stages") or {}).get(name, {})
-    persist = any(isinstance(o, dict) and any(v.get("persist") for v in o.values()) for o in entry.get("outs", []))
+    persist = any(
+        isinstance(o, dict) and any(v.get("persist") for v in o.values())
+        for o in entry.get("outs", [])
+    )
     out = root / out_dir(name)
     if out.exists() and (not persist or (out / "metrics.json").exists()):
         shutil.rmtree(out)  # unfinished, or finished by an older run of changed code

@@ -248,8 +248,12 @@ class DictOf(Schema):
         if not isinstance(value, Mapping):
             raise Invalid(path, f"expected a mapping, {_got(value)}")
         for key, item in value.items():
-            if not isinstance(key, str) or (self.key_pattern and not re.fullmatch(self.key_pattern, key)):
-                raise Invalid(join(path, str(key)), "expected a name of letters, digits, '_' or '-'")
+            if not isinstance(key, str) or (
+                self.key_pattern and not re.fullmatch(self.key_pattern, key)
+            ):
+                raise Invalid(
+                    join(path, str(key)), "expected a name of letters, digits, '_' or '-'"
+                )
             self.inner.check(item, join(path, key))
 
     def child(self, key: str, path: str) -> Schema:
@@ -270,8 +274,16 @@ def lookup(schema: Schema, dotted: str) -> Schema:
 
 NAME = r"[a-z0-9][a-z0-9_-]*"
 # encoder presets and their head counts (vjepa.models.presets; the predictor shares the heads)
-MODEL_HEADS = {"vit_micro": 3, "vit_mini": 3, "vit_tiny": 3, "vit_small": 6, "vit_base": 12,
-               "vit_large": 16, "vit_huge": 16, "vit_giant": 16}
+MODEL_HEADS = {
+    "vit_micro": 3,
+    "vit_mini": 3,
+    "vit_tiny": 3,
+    "vit_small": 6,
+    "vit_base": 12,
+    "vit_large": 16,
+    "vit_huge": 16,
+    "vit_giant": 16,
+}
 MODEL_NAMES = tuple(MODEL_HEADS)
 MASK_KINDS = ("multiblock", "random_tube")
 PROBE_KINDS = ("attentive", "linear")
@@ -348,7 +360,12 @@ CONFIG = Map(
                 "pred_embed_dim": Int(1),
             }
         ),
-        "masking": Map({"name": Str(pattern=NAME, hint="a name"), "generators": ListOf(MASK_GENERATOR, min_len=1)}),
+        "masking": Map(
+            {
+                "name": Str(pattern=NAME, hint="a name"),
+                "generators": ListOf(MASK_GENERATOR, min_len=1),
+            }
+        ),
         "pretrain": Map(
             {
                 "target": Str(choices=("feature", "pixel")),
@@ -421,8 +438,16 @@ CONFIG = Map(
 )
 
 SPEC_FIELDS = (
-    "name", "description", "defaults", "seeds", "seed_scope", "tasks", "label_fractions",
-    "ablate", "baselines", "report",
+    "name",
+    "description",
+    "defaults",
+    "seeds",
+    "seed_scope",
+    "tasks",
+    "label_fractions",
+    "ablate",
+    "baselines",
+    "report",
 )
 
 SPEC = Map(
@@ -471,4 +496,9 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "baselines": {},
     "report": {},
 }
-REPORT_DEFAULTS: dict[str, Any] = {"rows": ["variant"], "columns": ["task"], "metric": "top1", "baseline": None}
+REPORT_DEFAULTS: dict[str, Any] = {
+    "rows": ["variant"],
+    "columns": ["task"],
+    "metric": "top1",
+    "baseline": None,
+}

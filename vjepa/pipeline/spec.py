@@ -141,7 +141,9 @@ def _parse_override(text: str) -> Any:
         first = str(exc).strip().splitlines()[0]
         raise SpecError(f"override {text!r}: cannot parse ({first})") from None
     if parsed.type != OverrideType.CHANGE:
-        raise SpecError(f"override {text!r}: adding (+) or deleting (~) keys is not supported; use KEY=VALUE")
+        raise SpecError(
+            f"override {text!r}: adding (+) or deleting (~) keys is not supported; use KEY=VALUE"
+        )
     return parsed
 
 
@@ -155,7 +157,9 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict[str, str], list[Value], list[Axis]]:
+def _apply_overrides(
+    raw: dict, overrides: list[str]
+) -> tuple[dict[str, str], list[Value], list[Axis]]:
     """Route command-line overrides: group choices, config values, spec fields, sweeps -> axes."""
     choices: dict[str, str] = {}
     values: list[Value] = []
@@ -168,7 +172,9 @@ def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict[str, str], l
         origin = f"command line {text!r}"
         if head in GROUPS:
             if head == "executor" and sweep:
-                raise SpecError(f"override {text!r}: the executor cannot be swept (it does not change results)")
+                raise SpecError(
+                    f"override {text!r}: the executor cannot be swept (it does not change results)"
+                )
             if "." not in key:
                 if sweep:
                     axes.append(Axis(key, tuple(sweep), True, key))
@@ -180,22 +186,32 @@ def _apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict[str, str], l
                 values.append(Value(key, parsed.value(), origin))
         elif head in schema.SPEC_FIELDS:
             if sweep:
-                raise SpecError(f"override {text!r}: {head} is a list already; write {head}=[a,b] instead of a sweep")
+                raise SpecError(
+                    f"override {text!r}: {head} is a list already; write {head}=[a,b] instead of a sweep"
+                )
             _set_dotted(raw, key, parsed.value())
         else:
-            raise SpecError(f"override {text!r}: unknown key {head!r}{schema.suggest(head, GROUPS + schema.SPEC_FIELDS)}")
+            raise SpecError(
+                f"override {text!r}: unknown key {head!r}{schema.suggest(head, GROUPS + schema.SPEC_FIELDS)}"
+            )
     return choices, values, axes
 
 
 def _check_option(spec_file: str, path: str, group: str, option: Any, conf_dir: Path) -> str:
     options = group_options(group, conf_dir)
     if not isinstance(option, str) or option not in options:
-        raise SpecError(f"{spec_file}: {path}: unknown {group} option {option!r}{schema.suggest(str(option), options)}")
+        raise SpecError(
+            f"{spec_file}: {path}: unknown {group} option {option!r}{schema.suggest(str(option), options)}"
+        )
     return option
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None, root: Path | None = None,
-              conf_dir: Path = CONF_DIR) -> Spec:
+def load_spec(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    root: Path | None = None,
+    conf_dir: Path = CONF_DIR,
+) -> Spec:
     """Read and check spec ``path`` with command-line ``overrides`` (nothing is written)."""
     path = Path(path)
     root = Path(root or Path.cwd())
@@ -209,7 +225,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, root: Path |
             err = schema.unknown_key("", str(key), schema.SPEC_FIELDS + GROUPS)
             raise SpecError(f"{shown}: {err}")
     if "name" not in raw:
-        raise SpecError(f"{shown}: name: missing key (expected a name of lower-case letters, digits, '_' or '-')")
+        raise SpecError(
+            f"{shown}: name: missing key (expected a name of lower-case letters, digits, '_' or '-')"
+        )
     overrides = list(overrides or [])
     cli_choices, cli_values, cli_axes = _apply_overrides(raw, overrides)
     for key, default in schema.SPEC_DEFAULTS.items():
@@ -227,16 +245,22 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, root: Path |
     seen: set[str] = set()
     for i, entry in enumerate(raw["defaults"]):
         if len(entry) != 1:
-            raise SpecError(f"{shown}: defaults[{i}]: expected one 'group: option' entry, got {entry!r}")
-        (group, option), = entry.items()
+            raise SpecError(
+                f"{shown}: defaults[{i}]: expected one 'group: option' entry, got {entry!r}"
+            )
+        ((group, option),) = entry.items()
         if group not in GROUPS:
-            raise SpecError(f"{shown}: defaults[{i}]: unknown config group {group!r}{schema.suggest(group, GROUPS)}")
+            raise SpecError(
+                f"{shown}: defaults[{i}]: unknown config group {group!r}{schema.suggest(group, GROUPS)}"
+            )
         if group in seen:
             raise SpecError(f"{shown}: defaults[{i}]: group {group!r} is chosen twice")
         seen.add(group)
         groups[group] = _check_option(shown, f"defaults[{i}].{group}", group, option, conf_dir)
     for group, option in cli_choices.items():
-        groups[group] = _check_option(shown, f"command line {group}={option}", group, option, conf_dir)
+        groups[group] = _check_option(
+            shown, f"command line {group}={option}", group, option, conf_dir
+        )
 
     # value overrides: the spec's group mappings, then the command line
     values: list[Value] = []
@@ -244,7 +268,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, root: Path |
         if group not in raw:
             continue
         if not isinstance(raw[group], dict):
-            raise SpecError(f"{shown}: {group}: expected a mapping of value overrides, got {raw[group]!r}")
+            raise SpecError(
+                f"{shown}: {group}: expected a mapping of value overrides, got {raw[group]!r}"
+            )
         values.extend(Value(k, v, k) for k, v in flatten(group, raw[group]))
     values.extend(cli_values)
     for value in values:
@@ -259,9 +285,13 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, root: Path |
             _check_key(shown, axis.key, f"command line sweep {axis.key}")
     labels = [a.label for a in axes]
     if len(set(labels)) != len(labels):
-        raise SpecError(f"{shown}: ablate: two axes share the name {next(x for x in labels if labels.count(x) > 1)!r}")
+        raise SpecError(
+            f"{shown}: ablate: two axes share the name {next(x for x in labels if labels.count(x) > 1)!r}"
+        )
     if raw["seed_scope"] == "pretrain" and any(a.key == "pretrain.seed" for a in axes):
-        raise SpecError(f"{shown}: ablate.pretrain.seed: the seeds already set pretrain.seed (seed_scope: pretrain)")
+        raise SpecError(
+            f"{shown}: ablate.pretrain.seed: the seeds already set pretrain.seed (seed_scope: pretrain)"
+        )
 
     baselines = _baselines(shown, raw["baselines"], conf_dir)
     report = {**schema.REPORT_DEFAULTS, **raw["report"]}
@@ -269,14 +299,27 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, root: Path |
     for part in ("rows", "columns"):
         for key in report[part]:
             if key not in allowed:
-                raise SpecError(f"{shown}: report.{part}: unknown label {key!r}{schema.suggest(key, allowed)}")
+                raise SpecError(
+                    f"{shown}: report.{part}: unknown label {key!r}{schema.suggest(key, allowed)}"
+                )
     if set(report["rows"]) & set(report["columns"]):
-        raise SpecError(f"{shown}: report: {sorted(set(report['rows']) & set(report['columns']))} are both rows and columns")
+        raise SpecError(
+            f"{shown}: report: {sorted(set(report['rows']) & set(report['columns']))} are both rows and columns"
+        )
     return Spec(
-        name=raw["name"], file=shown, description=raw["description"] or "", groups=groups, values=values,
-        seeds=list(raw["seeds"]), seed_scope=raw["seed_scope"], tasks=list(raw["tasks"]),
-        label_fractions=[float(f) for f in raw["label_fractions"]], axes=axes, baselines=baselines,
-        report=report, overrides=overrides,
+        name=raw["name"],
+        file=shown,
+        description=raw["description"] or "",
+        groups=groups,
+        values=values,
+        seeds=list(raw["seeds"]),
+        seed_scope=raw["seed_scope"],
+        tasks=list(raw["tasks"]),
+        label_fractions=[float(f) for f in raw["label_fractions"]],
+        axes=axes,
+        baselines=baselines,
+        report=report,
+        overrides=overrides,
     )
 
 
@@ -295,20 +338,28 @@ def _axes(shown: str, ablate: dict[str, list], conf_dir: Path) -> list[Axis]:
         head = key.split(".")[0]
         if key in GROUPS:
             if key == "executor":
-                raise SpecError(f"{shown}: ablate.executor: the executor cannot be ablated (it does not change results)")
+                raise SpecError(
+                    f"{shown}: ablate.executor: the executor cannot be ablated (it does not change results)"
+                )
             for i, option in enumerate(values):
                 _check_option(shown, f"ablate.{key}[{i}]", key, option, conf_dir)
             axes.append(Axis(key, tuple(values), True, key))
         elif head in GROUPS:
             if head == "executor":
-                raise SpecError(f"{shown}: ablate.{key}: the executor cannot be ablated (it does not change results)")
+                raise SpecError(
+                    f"{shown}: ablate.{key}: the executor cannot be ablated (it does not change results)"
+                )
             _check_key(shown, key, f"ablate.{key}")
             axes.append(Axis(key, tuple(values), False, key.split(".")[-1]))
         elif head in schema.SPEC_FIELDS:
-            raise SpecError(f"{shown}: ablate.{key}: {head!r} is a spec field, not a config key; list its values there")
+            raise SpecError(
+                f"{shown}: ablate.{key}: {head!r} is a spec field, not a config key; list its values there"
+            )
         else:
             options = list(GROUPS) + [f"{g}.x" for g in GROUPS]
-            raise SpecError(f"{shown}: ablate.{key}: unknown config key{schema.suggest(head, options[:len(GROUPS)])}")
+            raise SpecError(
+                f"{shown}: ablate.{key}: unknown config key{schema.suggest(head, options[: len(GROUPS)])}"
+            )
     return axes
 
 
@@ -317,7 +368,9 @@ def _baselines(shown: str, baselines: dict[str, dict], conf_dir: Path) -> dict[s
     for name, entry in baselines.items():
         entry = {"encoder": "random", "path": None, "model": None, **(entry or {})}
         if entry["encoder"] == "official" and not entry["path"]:
-            raise SpecError(f"{shown}: baselines.{name}.path: an official baseline needs a checkpoint path")
+            raise SpecError(
+                f"{shown}: baselines.{name}.path: an official baseline needs a checkpoint path"
+            )
         if entry["encoder"] == "random" and entry["path"]:
             raise SpecError(f"{shown}: baselines.{name}.path: a random-init baseline takes no path")
         if entry["model"] is not None:

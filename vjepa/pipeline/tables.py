@@ -48,11 +48,19 @@ def records(p: Pivot) -> list[dict[str, Any]]:
             cell = p.cells.get((r, c))
             if cell is None:
                 continue
-            out.append({
-                **dict(zip(p.row_keys, r, strict=True)), **dict(zip(p.col_keys, c, strict=True)),
-                "metric": p.metric, "mean": cell.mean, "std": cell.std, "n": cell.n, "delta": cell.delta,
-                "best": p.best.get(c) == r, "baseline": r == p.baseline,
-            })
+            out.append(
+                {
+                    **dict(zip(p.row_keys, r, strict=True)),
+                    **dict(zip(p.col_keys, c, strict=True)),
+                    "metric": p.metric,
+                    "mean": cell.mean,
+                    "std": cell.std,
+                    "n": cell.n,
+                    "delta": cell.delta,
+                    "best": p.best.get(c) == r,
+                    "baseline": r == p.baseline,
+                }
+            )
     return out
 
 
@@ -75,8 +83,12 @@ def rich_table(p: Pivot, name: str) -> Any:
 
 def markdown(p: Pivot, name: str) -> str:
     head = list(p.row_keys) + [_col_name(c) for c in p.cols]
-    lines = [f"**{_title(p, name)}**", "", "| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] * len(p.row_keys) + ["---:"] * len(p.cols)) + "|"]
+    lines = [
+        f"**{_title(p, name)}**",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] * len(p.row_keys) + ["---:"] * len(p.cols)) + "|",
+    ]
     for r in p.rows:
         cells = []
         for c in p.cols:
@@ -89,7 +101,11 @@ def markdown(p: Pivot, name: str) -> str:
 def to_csv(p: Pivot) -> str:
     rows = records(p)
     buf = io.StringIO()
-    fields = list(p.row_keys) + list(p.col_keys) + ["metric", "mean", "std", "n", "delta", "best", "baseline"]
+    fields = (
+        list(p.row_keys)
+        + list(p.col_keys)
+        + ["metric", "mean", "std", "n", "delta", "best", "baseline"]
+    )
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
@@ -102,5 +118,8 @@ def to_json(p: Pivot) -> str:
 
 def render(p: Pivot, name: str, fmt: str) -> Any:
     """``fmt`` in table | csv | md | json: a rich renderable or a string."""
-    return {"table": rich_table, "md": markdown}[fmt](p, name) if fmt in ("table", "md") else (
-        to_csv(p) if fmt == "csv" else to_json(p))
+    return (
+        {"table": rich_table, "md": markdown}[fmt](p, name)
+        if fmt in ("table", "md")
+        else (to_csv(p) if fmt == "csv" else to_json(p))
+    )

@@ -20,6 +20,13 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     atomic_write_text(out / "table.md", tables.markdown(pv, config["name"]))
     written = plots.save_plots(df, pv.metric, out)
     cells = {
-        "/".join(str(v) for v in r + c): round(cell.mean, 6) for (r, c), cell in sorted(pv.cells.items(), key=str)
+        "/".join(str(v) for v in r + c): round(cell.mean, 6)
+        for (r, c), cell in sorted(pv.cells.items(), key=str)
     }
-    return {"n_probes": pv.total, "n_missing": pv.missing, "metric": pv.metric, "plots": written, "cells": cells}
+    return {
+        "n_probes": pv.total,
+        "n_missing": pv.missing,
+        "metric": pv.metric,
+        "plots": written,
+        "cells": cells,
+    }

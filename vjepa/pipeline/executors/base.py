@@ -78,7 +78,9 @@ class Executor(ABC):
     def submit(self, job: StageJob, after: Sequence[JobHandle] = ()) -> JobHandle:
         """Queue ``job`` to start once every handle in ``after`` is DONE."""
 
-    def submit_array(self, jobs: Sequence[StageJob], after: Sequence[JobHandle] = ()) -> list[JobHandle]:
+    def submit_array(
+        self, jobs: Sequence[StageJob], after: Sequence[JobHandle] = ()
+    ) -> list[JobHandle]:
         """Queue independent jobs sharing dependencies (SLURM: one job array)."""
         return [self.submit(job, after) for job in jobs]
 
@@ -120,7 +122,9 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def make_executor(config: dict[str, Any], root: Path, jobs: int | None = None, spec: str = "pipeline") -> Executor:
+def make_executor(
+    config: dict[str, Any], root: Path, jobs: int | None = None, spec: str = "pipeline"
+) -> Executor:
     """The executor that ``config`` (the spec's executor group) names; SLURM jobs are filed per spec."""
     kind = config.get("kind", "local")
     if kind == "local":
