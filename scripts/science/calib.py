@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from designs import DESIGNS  # noqa: E402
@@ -35,7 +34,7 @@ from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "runs" / "science" / "cache"
 RESULTS = ROOT / "runs" / "science" / "results.jsonl"
-THREADS = int(os.environ.get("SCIENCE_THREADS", "2"))
+THREADS = int(os.environ.get("SCIENCE_THREADS", "1"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +101,9 @@ def build(model: dict, seed: int):
         tubelet_size=model.get("tubelet_size", 2),
     )
     pred = build_predictor(
-        enc, depth=model.get("pred_depth", 2), embed_dim=model.get("pred_embed_dim", 48),
+        enc,
+        depth=model.get("pred_depth", 2),
+        embed_dim=model.get("pred_embed_dim", 48),
         num_mask_tokens=model.get("num_mask_tokens", 2),
     )
     return enc, pred
@@ -117,8 +118,19 @@ def encode(enc, frames: np.ndarray, batch: int = 128) -> torch.Tensor:
     return torch.cat(out)
 
 
-def probe(train_x, train_y, val_x, val_y, num_classes, num_heads, kind="attentive", epochs=40,
-          lr=5e-3, seed=0, batch_size=64):
+def probe(
+    train_x,
+    train_y,
+    val_x,
+    val_y,
+    num_classes,
+    num_heads,
+    kind="attentive",
+    epochs=40,
+    lr=5e-3,
+    seed=0,
+    batch_size=64,
+):
     from vjepa.eval.probe_train import FeatureSet, ProbeParams, train_probe
 
     if kind == "linear":
@@ -128,10 +140,17 @@ def probe(train_x, train_y, val_x, val_y, num_classes, num_heads, kind="attentiv
         x = x[:, None, None]  # [N, S=1, V=1, tokens, D] (or [N,1,1,D] pooled)
         return FeatureSet(x, np.arange(len(y)), y)
 
-    params = ProbeParams(kind=kind, num_heads=num_heads, lr=lr, epochs=epochs,
-                         batch_size=batch_size)
-    res = train_probe(fs(train_x, train_y), fs(val_x, val_y), params, num_classes=num_classes,
-                      embed_dim=train_x.shape[-1], seed=seed)
+    params = ProbeParams(
+        kind=kind, num_heads=num_heads, lr=lr, epochs=epochs, batch_size=batch_size
+    )
+    res = train_probe(
+        fs(train_x, train_y),
+        fs(val_x, val_y),
+        params,
+        num_classes=num_classes,
+        embed_dim=train_x.shape[-1],
+        seed=seed,
+    )
     train_acc = None
     from vjepa.eval.probe_train import evaluate
 
@@ -139,8 +158,15 @@ def probe(train_x, train_y, val_x, val_y, num_classes, num_heads, kind="attentiv
     return {"val": res.val_top1, "best_epoch": res.best_epoch, "train": train_acc}
 
 
-def evaluate_encoder(enc, design, tasks=("motion", "appearance"), probe_seed=0, kinds=("attentive",),
-                     epochs=40, n_train=None):
+def evaluate_encoder(
+    enc,
+    design,
+    tasks=("motion", "appearance"),
+    probe_seed=0,
+    kinds=("attentive",),
+    epochs=40,
+    n_train=None,
+):
     trf, trm, tra = clips(design, *PROBE_TRAIN)
     vaf, vam, vaa = clips(design, *PROBE_VAL)
     if n_train:
@@ -154,8 +180,17 @@ def evaluate_encoder(enc, design, tasks=("motion", "appearance"), probe_seed=0, 
         yt, yv = (trm, vam) if task == "motion" else (tra, vaa)
         for kind in kinds:
             t0 = time.time()
-            r = probe(xt, yt, xv, yv, len(names[task]), enc.num_heads, kind=kind, epochs=epochs,
-                      seed=probe_seed)
+            r = probe(
+                xt,
+                yt,
+                xv,
+                yv,
+                len(names[task]),
+                enc.num_heads,
+                kind=kind,
+                epochs=epochs,
+                seed=probe_seed,
+            )
             r["seconds"] = round(time.time() - t0, 1)
             out[f"{task}/{kind}"] = r
     out["encode_s"] = round(t_enc, 1)
@@ -166,9 +201,25 @@ def evaluate_encoder(enc, design, tasks=("motion", "appearance"), probe_seed=0, 
 # pretraining (compact V-JEPA step for calibration only)
 
 
-def pretrain(design, model, masking, target="feature", steps=600, batch_size=32, lr=6.25e-4,
-             start_lr=2e-4, final_lr=1e-6, warmup=0.1, wd=(0.04, 0.4), ema=(0.998, 1.0),
-             ipe_scale=1.25, seed=0, hflip=0.0, n_clips=None, log_every=50):
+def pretrain(
+    design,
+    model,
+    masking,
+    target="feature",
+    steps=600,
+    batch_size=32,
+    lr=6.25e-4,
+    start_lr=2e-4,
+    final_lr=1e-6,
+    warmup=0.1,
+    wd=(0.04, 0.4),
+    ema=(0.998, 1.0),
+    ipe_scale=1.25,
+    seed=0,
+    hflip=0.0,
+    n_clips=None,
+    log_every=50,
+):
     from vjepa.masks import build_mask_generators
     from vjepa.train.objectives import JEPA, feature_targets, pixel_targets
     from vjepa.train.schedules import Schedules
@@ -176,18 +227,27 @@ def pretrain(design, model, masking, target="feature", steps=600, batch_size=32,
     frames, _, _ = clips(design, *PRETRAIN)
     if n_clips:
         frames = frames[:n_clips]
-    gens = build_mask_generators(masking, None if False else _grid(model))
+    gens = build_mask_generators(masking, _grid(model))
     model = {**model, "num_mask_tokens": len(gens)}
     enc, pred = build(model, seed)
     jepa = JEPA(enc, pred, target)
     tgt_enc = copy.deepcopy(enc).requires_grad_(False) if target == "feature" else None
     decay = [p for n, p in jepa.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
     no_decay = [p for n, p in jepa.named_parameters() if p.ndim <= 1 and p.requires_grad]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd[0]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    sched = Schedules(warmup_steps=int(warmup * steps), horizon=int(ipe_scale * steps),
-                      start_lr=start_lr, lr=lr, final_lr=final_lr, weight_decay=wd[0],
-                      final_weight_decay=wd[1], ema_start=ema[0], ema_end=ema[1])
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": wd[0]}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    )
+    sched = Schedules(
+        warmup_steps=int(warmup * steps),
+        horizon=int(ipe_scale * steps),
+        start_lr=start_lr,
+        lr=lr,
+        final_lr=final_lr,
+        weight_decay=wd[0],
+        final_weight_decay=wd[1],
+        ema_start=ema[0],
+        ema_end=ema[1],
+    )
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     tub, patch = model.get("tubelet_size", 2), model.get("patch_size", 8)
@@ -222,11 +282,16 @@ def pretrain(design, model, masking, target="feature", steps=600, batch_size=32,
                 for pt, pc in zip(tgt_enc.parameters(), enc.parameters(), strict=True):
                     pt.mul_(m).add_(pc.detach(), alpha=1 - m)
         if step % log_every == 0 or step == steps - 1:
-            log.append((step, round(float(loss), 4), round(time.time() - t0, 1)))
-            print(f"  step {step} loss {float(loss):.4f} {time.time() - t0:.0f}s", flush=True)
+            log.append((step, round(float(loss.detach()), 4), round(time.time() - t0, 1)))
+            print(
+                f"  step {step} loss {float(loss.detach()):.4f} {time.time() - t0:.0f}s", flush=True
+            )
     final = tgt_enc if tgt_enc is not None else enc
-    return final, {"loss": log, "pretrain_s": round(time.time() - t0, 1),
-                   "clips_per_s": round(steps * batch_size / (time.time() - t0), 1)}
+    return final, {
+        "loss": log,
+        "pretrain_s": round(time.time() - t0, 1),
+        "clips_per_s": round(steps * batch_size / (time.time() - t0), 1),
+    }
 
 
 def _grid(model):
@@ -288,12 +353,32 @@ def main():
         if a.mode == "baseline":
             enc, _ = build(model, seed)
         else:
-            enc, info = pretrain(a.design, model, a.masking, a.target, a.steps, a.batch, a.lr,
-                                 ema=tuple(a.ema), seed=seed, hflip=a.hflip)
-            row.update(target=a.target, steps=a.steps, batch=a.batch, lr=a.lr, ema=a.ema,
-                       masking=a.masking, **info)
-        row.update(evaluate_encoder(enc, a.design, tasks=a.tasks, kinds=a.kinds,
-                                    epochs=a.epochs, n_train=a.n_train))
+            enc, info = pretrain(
+                a.design,
+                model,
+                a.masking,
+                a.target,
+                a.steps,
+                a.batch,
+                a.lr,
+                ema=tuple(a.ema),
+                seed=seed,
+                hflip=a.hflip,
+            )
+            row.update(
+                target=a.target,
+                steps=a.steps,
+                batch=a.batch,
+                lr=a.lr,
+                ema=a.ema,
+                masking=a.masking,
+                **info,
+            )
+        row.update(
+            evaluate_encoder(
+                enc, a.design, tasks=a.tasks, kinds=a.kinds, epochs=a.epochs, n_train=a.n_train
+            )
+        )
         record(row)
 
 
