@@ -28,6 +28,7 @@ from vjepa.eval.store import (
     rows_per_shard_for,
     to_storage,
 )
+from vjepa.utils.keys import reject_unknown
 
 POOLS = ("tokens", "mean")
 
@@ -46,12 +47,7 @@ class Protocol:
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None, where: str = "protocol") -> Protocol:
         cfg = dict(cfg or {})
-        names = {f.name for f in fields(cls)}
-        for key in cfg:
-            if key not in names:
-                raise UserError(
-                    f"{where}.{key}: unknown setting (known: {', '.join(sorted(names))})"
-                )
+        reject_unknown(cfg, (f.name for f in fields(cls)), where)
         p = cls(**cfg)
         if p.pool not in POOLS:
             raise UserError(f"{where}.pool: {p.pool!r} is not one of {', '.join(POOLS)}")

@@ -24,6 +24,7 @@ from vjepa.errors import UserError
 from vjepa.eval.metrics import accuracy, view_averaged_probs
 from vjepa.eval.store import DTYPES, FeatureStore
 from vjepa.models.probe import build_probe
+from vjepa.utils.keys import reject_unknown
 
 
 @dataclass
@@ -43,12 +44,7 @@ class ProbeParams:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None, where: str = "probe") -> ProbeParams:
         cfg = dict(cfg or {})
-        names = {f.name for f in fields(cls)}
-        for key in cfg:
-            if key not in names:
-                raise UserError(
-                    f"{where}.{key}: unknown probe setting (known: {', '.join(sorted(names))})"
-                )
+        reject_unknown(cfg, (f.name for f in fields(cls)), where)
         p = cls(**cfg)
         if p.epochs < 1 or p.batch_size < 1 or p.lr <= 0:
             raise UserError(f"{where}: epochs, batch_size and lr must be positive")

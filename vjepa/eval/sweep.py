@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.errors import UserError
+from vjepa.utils.keys import reject_unknown
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -55,10 +56,7 @@ class SweepConfig:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> SweepConfig:
         cfg = dict(cfg or {})
-        known = set(cls.__dataclass_fields__)
-        for key in cfg:
-            if key not in known:
-                raise UserError(f"sweep.{key}: unknown setting (known: {', '.join(sorted(known))})")
+        reject_unknown(cfg, cls.__dataclass_fields__, "sweep")
         sc = cls(**cfg)
         if sc.sampler not in SAMPLERS:
             raise UserError(f"sweep.sampler: {sc.sampler!r} is not one of {', '.join(SAMPLERS)}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.errors import DataError
+from vjepa.utils.keys import reject_unknown
 
 KEYS = ("synth", "source", "workers", "split")
 
@@ -16,11 +17,7 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     from vjepa.data.index import build_index
     from vjepa.data.synth import SynthConfig, generate
 
-    unknown = sorted(set(config) - set(KEYS))
-    if unknown:
-        raise DataError(
-            f"data.{unknown[0]}: unknown data stage setting (expected {', '.join(KEYS)})"
-        )
+    reject_unknown(config, KEYS, "data", DataError)
     has_synth, has_source = config.get("synth") is not None, config.get("source") is not None
     if has_synth == has_source:
         raise DataError(

@@ -14,6 +14,7 @@ import torch
 
 from vjepa.errors import UserError
 from vjepa.eval.extract import Protocol, extract_features
+from vjepa.utils.keys import reject_unknown
 
 KEYS = (
     "encoder",
@@ -59,9 +60,7 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     from vjepa.data.index import read_index
     from vjepa.data.transforms import EvalTransform
 
-    for key in config:
-        if key not in KEYS:
-            raise UserError(f"extract.{key}: unknown setting (known: {', '.join(KEYS)})")
+    reject_unknown(config, KEYS, "extract")
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     enc_cfg = dict(config.get("encoder") or {})

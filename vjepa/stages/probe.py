@@ -17,6 +17,7 @@ from vjepa.eval.probe_train import FeatureSet, ProbeParams, evaluate, train_prob
 from vjepa.eval.splits import open_split, training_rows
 from vjepa.eval.sweep import SweepConfig, run_sweep
 from vjepa.utils.io import atomic_save
+from vjepa.utils.keys import reject_unknown
 
 KEYS = (
     "features",
@@ -32,9 +33,7 @@ KEYS = (
 
 
 def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
-    for key in config:
-        if key not in KEYS:
-            raise UserError(f"probe.{key}: unknown setting (known: {', '.join(KEYS)})")
+    reject_unknown(config, KEYS, "probe")
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     out = Path(out)
