@@ -101,6 +101,18 @@ def log_steps(path: Path) -> list[int]:
     return steps
 
 
+def start_until_step(cmd: list[str], out, step: int) -> subprocess.Popen:
+    """Start a pretrain stage process and return once its log has reached ``step``."""
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 60
+    while max(log_steps(out / "log.jsonl"), default=0) < step and proc.poll() is None:
+        assert time.time() < deadline, f"the run never reached step {step}"
+        time.sleep(0.005)
+    return proc
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_sigkill_and_resume_gives_identical_weights(index, tmp_path, workers):
     cfg = tiny_config(index, epochs=3, checkpoint_every=4)
@@ -111,13 +123,7 @@ def test_sigkill_and_resume_gives_identical_weights(index, tmp_path, workers):
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "run"
     cmd = [*CLI, "stage", "pretrain", str(tmp_path / "cfg.yaml"), "--out", str(out)]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 60
-    while max(log_steps(out / "log.jsonl"), default=0) < 6 and proc.poll() is None:
-        assert time.time() < deadline, "the run never reached step 6"
-        time.sleep(0.005)
+    proc = start_until_step(cmd, out, 6)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
@@ -141,13 +147,7 @@ def test_sigterm_saves_and_exits_without_metrics(index, tmp_path):
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "run"
     cmd = [*CLI, "stage", "pretrain", str(tmp_path / "cfg.yaml"), "--out", str(out)]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 60
-    while max(log_steps(out / "log.jsonl"), default=0) < 2 and proc.poll() is None:
-        assert time.time() < deadline, "the run never reached step 2"
-        time.sleep(0.01)
+    proc = start_until_step(cmd, out, 2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and b"PretrainInterrupted" in err
