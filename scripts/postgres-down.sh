@@ -9,12 +9,15 @@ repo="$(cd "$here/.." && pwd)"
 state="${VJEPA_PG_DIR:-$repo/.vjepa/postgres}"
 
 log() { printf 'postgres-down: %s\n' "$*"; }
+as_pg() { (cd / && runuser -u postgres -- "$@"); }  # from /: the cwd may be private
 
-if [[ -s "$state/data/PG_VERSION" ]]; then
+pgroot="$state"
+[[ -s "$state/pgroot" ]] && pgroot="$(cat "$state/pgroot")"  # see postgres-up.sh
+if [[ -s "$pgroot/data/PG_VERSION" ]]; then
   bindir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-  if runuser -u postgres -- "$bindir/pg_ctl" -D "$state/data" status >/dev/null 2>&1; then
-    log "stopping the server in $state/data"
-    runuser -u postgres -- "$bindir/pg_ctl" -D "$state/data" -m fast -w -t 30 stop >/dev/null
+  if as_pg "$bindir/pg_ctl" -D "$pgroot/data" status >/dev/null 2>&1; then
+    log "stopping the server in $pgroot/data"
+    as_pg "$bindir/pg_ctl" -D "$pgroot/data" -m fast -w -t 30 stop >/dev/null
   else
     log "not running"
   fi
@@ -24,6 +27,7 @@ fi
 rm -f "$state/postgres.url"
 if [[ "${1:-}" == "--purge" ]]; then
   log "removing $state"
+  [[ "$pgroot" != "$state" ]] && rm -rf "$pgroot"
   rm -rf "$state"
 fi
 log "done"

@@ -32,9 +32,19 @@ bindir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 
 mkdir -p "$state"
 state="$(cd "$state" && pwd)"
-data="$state/data"
 chown postgres:postgres "$state"
-as_pg() { runuser -u postgres -- "$@"; }
+as_pg() { (cd / && runuser -u postgres -- "$@"); }  # from /: the cwd may be private
+# The server runs as user postgres, which cannot enter a checkout under a private folder (e.g. one
+# made by mktemp -d). Then its files live in a postgres-owned folder keyed by the state path, and
+# <state>/pgroot says where.
+pgroot="$state"
+if ! as_pg test -w "$state"; then
+  pgroot="/var/lib/postgresql/vjepa-test-$(printf '%s' "$state" | cksum | cut -d' ' -f1)"
+  install -d -o postgres -g postgres -m 0700 "$pgroot"
+  log "user postgres cannot write $state: server files go to $pgroot"
+fi
+printf '%s\n' "$pgroot" >"$state/pgroot"
+data="$pgroot/data"
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 if [[ ! -s "$data/PG_VERSION" ]]; then
@@ -49,12 +59,12 @@ if as_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
 else
   while port_busy "$port"; do port=$((port + 1)); done
   log "starting on 127.0.0.1:$port"
-  as_pg "$bindir/pg_ctl" -D "$data" -l "$state/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$state -c max_connections=100 -c fsync=off" \
-    start >/dev/null || die "the server did not start (see $state/server.log)"
+  as_pg "$bindir/pg_ctl" -D "$data" -l "$pgroot/server.log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$pgroot -c max_connections=100 -c fsync=off" \
+    start >/dev/null || die "the server did not start (see $pgroot/server.log)"
 fi
 
-psql_pg() { as_pg psql -h "$state" -p "$port" -U postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
+psql_pg() { as_pg psql -h "$pgroot" -p "$port" -U postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
 if [[ -z "$(psql_pg -c "SELECT 1 FROM pg_roles WHERE rolname='$user'")" ]]; then
   psql_pg -c "CREATE ROLE $user LOGIN PASSWORD '$pass'"
 fi
