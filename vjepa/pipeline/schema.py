@@ -413,6 +413,7 @@ CONFIG = Map(
                 "batch_size": Int(1),
                 "warmup_epochs": _nonneg,
                 "clip_grad": Optional(_pos),
+                "min_steps": Int(0),
             }
         ),
         "sweep": Map(
