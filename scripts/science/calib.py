@@ -34,6 +34,7 @@ from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "runs" / "science" / "cache"
 RESULTS = ROOT / "runs" / "science" / "results.jsonl"
+ENCODERS = ROOT / "runs" / "science" / "encoders"
 THREADS = int(os.environ.get("SCIENCE_THREADS", "1"))
 
 
@@ -171,6 +172,7 @@ def evaluate_encoder(
     vaf, vam, vaa = clips(design, *PROBE_VAL)
     if n_train:
         trf, trm, tra = trf[:n_train], trm[:n_train], tra[:n_train]
+        epochs = min(400, epochs * PROBE_TRAIN[1] // n_train)  # same number of probe steps
     t0 = time.time()
     xt, xv = encode(enc, trf), encode(enc, vaf)
     t_enc = time.time() - t0
@@ -287,7 +289,7 @@ def pretrain(
                 f"  step {step} loss {float(loss.detach()):.4f} {time.time() - t0:.0f}s", flush=True
             )
     final = tgt_enc if tgt_enc is not None else enc
-    return final, {
+    return (final, enc), {
         "loss": log,
         "pretrain_s": round(time.time() - t0, 1),
         "clips_per_s": round(steps * batch_size / (time.time() - t0), 1),
@@ -337,9 +339,10 @@ def main():
     ap.add_argument("--kinds", nargs="+", default=["attentive"])
     ap.add_argument("--tasks", nargs="+", default=["motion", "appearance"])
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--n-train", type=int, nargs="+", default=None)
     ap.add_argument("--hflip", type=float, default=0.0)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--which", nargs="+", default=["target"], choices=["target", "context"])
     a = ap.parse_args()
     model = MODELS[a.model]
     if a.mode == "clips":
@@ -353,7 +356,7 @@ def main():
         if a.mode == "baseline":
             enc, _ = build(model, seed)
         else:
-            enc, info = pretrain(
+            (target_enc, context_enc), info = pretrain(
                 a.design,
                 model,
                 a.masking,
@@ -374,12 +377,25 @@ def main():
                 masking=a.masking,
                 **info,
             )
-        row.update(
-            evaluate_encoder(
-                enc, a.design, tasks=a.tasks, kinds=a.kinds, epochs=a.epochs, n_train=a.n_train
-            )
+        encoders = (
+            {"target": enc}
+            if a.mode == "baseline"
+            else {"target": target_enc, "context": context_enc}
         )
-        record(row)
+        for which in a.which if a.mode == "pretrain" else ["target"]:
+            if a.tag:
+                ENCODERS.mkdir(parents=True, exist_ok=True)
+                torch.save(encoders[which].state_dict(), ENCODERS / f"{a.tag}-s{seed}-{which}.pt")
+            for n_train in a.n_train or [None]:
+                res = evaluate_encoder(
+                    encoders[which],
+                    a.design,
+                    tasks=a.tasks,
+                    kinds=a.kinds,
+                    epochs=a.epochs,
+                    n_train=n_train,
+                )
+                record({**row, "which": which, "n_train": n_train, **res})
 
 
 if __name__ == "__main__":

@@ -34,4 +34,14 @@ DESIGNS = {
         "camera_pan": 0.05,
         "num_distractors": 1,
     },
+    # no per-clip photometric nuisance (fixed background level, no gain/colour/noise/shake):
+    # the global scalars that a short V-JEPA run otherwise learns first (rank-4 features)
+    "clean": {
+        **COMMON,
+        "background_level": (0.5, 0.5),
+        "camera_jitter": 0.0,
+        "brightness_jitter": 0.0,
+        "colour_jitter": 0.0,
+        "pixel_noise": 0.0,
+    },
 }
