@@ -52,6 +52,12 @@ def test_synth_index_has_one_row_per_file_and_task(synth_dir, tmp_path):
     assert [r["path"] for r in motion] == [r["path"] for r in appearance]
     assert {r["split"] for r in read_index(out, task="image")} == {"train", "val", "test"}
     assert all(r["label_name"] for r in motion)
+    # a clip and its time-reversed partner share a group and carry opposite motion labels
+    by_group: dict = {}
+    for r in motion:
+        by_group.setdefault(r["group"], []).append(r)
+    assert all(len(pair) == 2 for pair in by_group.values()) and len(by_group) == 6
+    assert all(a["label"] != b["label"] and a["split"] == b["split"] for a, b in by_group.values())
     with pytest.raises(DataError, match="no task 'speed'"):
         read_index(out, task="speed")
 

@@ -60,6 +60,8 @@ def test_resume_skips_finished_shards(tmp_path, tiny_data):
     feats = tmp_path / "a" / "features"
     assert first["shards"] == 4 and first["resumed_shards"] == 0
     before = FeatureStore(feats).take(np.arange(first["n"]))
+    groups = FeatureStore(feats).groups  # the index's carve-out groups travel with the features
+    assert groups is not None and len(set(groups)) == len(groups) == first["n"]  # no pairs here
     # an interrupted run: one shard and the manifest missing (the manifest is written last)
     stamps = {p.name: p.stat().st_mtime_ns for p in feats.glob("shard-*.npy")}
     (feats / "shard-00002.npy").unlink()

@@ -73,3 +73,27 @@ def test_carve_validation_stratified_and_disjoint():
         stratified_subset(labels, 0.0, 0)
     with pytest.raises(UserError, match="val_fraction"):
         carve_validation(labels, rows, 1.5, 0)
+
+
+def test_carve_validation_keeps_time_reversed_pairs_on_one_side():
+    # 8 motion classes; rows 2k and 2k+1 are a clip and its reversal, labelled c and c^1
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 8, 200)
+    labels = np.stack([base, base ^ 1], 1).reshape(-1)
+    groups = np.repeat(np.arange(200), 2).astype(str)
+    rows = np.arange(400)
+    train, val = carve_validation(labels, rows, 0.1, seed=3, groups=groups)
+    assert set(train).isdisjoint(val) and set(train) | set(val) == set(rows)
+    assert set(groups[train]).isdisjoint(groups[val])  # no pair is split
+    assert set(labels[train]) == set(labels)
+    assert 0.07 * 400 <= len(val) <= 0.13 * 400  # about the asked share, whole pairs
+    ungrouped = carve_validation(labels, rows, 0.1, seed=3)
+    assert not set(groups[ungrouped[0]]).isdisjoint(groups[ungrouped[1]])  # what groups prevent
+
+
+def test_carve_validation_groups_never_empty_a_class():
+    labels = np.array([0, 1, 0, 1, 2, 2])
+    groups = np.array(["a", "a", "b", "b", "c", "d"])  # classes 0 and 1 only come in pairs
+    train, val = carve_validation(labels, np.arange(6), 0.5, seed=0, groups=groups)
+    assert set(labels[train]) == {0, 1, 2}
+    assert set(groups[train]).isdisjoint(groups[val])

@@ -39,7 +39,11 @@ COLUMNS = (
     ("mtime", "float64"),
     ("status", "string"),
     ("error", "string"),
+    # clips that must stay on one side of a train/validation carve-out (a synthetic clip and its
+    # time-reversed partner share the frames); null = the file is its own group
+    ("group", "string"),
 )
+OPTIONAL = ("group",)  # absent in indexes written before it existed: read as null
 PROBED = ("media", "num_frames", "fps", "duration_s", "width", "height", "codec", "status", "error")
 CHUNK = 2048  # entries per row group
 _SPLIT_WORD = re.compile(r"(?:^|[_\-.])(train|val|test)(?:$|[_\-.])")
@@ -54,6 +58,7 @@ class Entry:
     label: int
     label_name: str | None
     split: str
+    group: str | None = None
 
 
 @dataclass
@@ -116,7 +121,8 @@ def _iter_synth(src: Path) -> Iterator[Entry]:
             tasks = ("motion", "appearance") if r["kind"] == "video" else ("image",)
             for task in tasks:
                 label = r["appearance"] if task != "motion" else r["motion"]
-                yield Entry(path, task, label, classes[task][label], r["split"])
+                group = r["reversed_of"] or r["id"]  # a time-reversed pair is one group
+                yield Entry(path, task, label, classes[task][label], r["split"], group)
 
 
 def _iter_csv(src: Path, split: str | None) -> Iterator[Entry]:
@@ -295,7 +301,7 @@ def _index_chunk(
         row = {
             "path": e.path, "task": e.task, "label": e.label, "label_name": e.label_name,
             "split": e.split, "bytes": st[0] if st else None, "mtime": st[1] if st else None,
-            **facts[e.path],
+            "group": e.group, **facts[e.path],
         }  # fmt: skip
         rows.append(row)
         summary.rows += 1
@@ -328,10 +334,14 @@ def read_index(
         table = pq.read_table(path)
     except Exception as exc:
         raise DataError(f"{path}: not a readable Parquet index ({type(exc).__name__})") from None
-    missing = [name for name, _ in COLUMNS if name not in table.column_names]
+    missing = [n for n, _ in COLUMNS if n not in table.column_names and n not in OPTIONAL]
     if missing:
         raise DataError(f"{path}: not a data index (missing columns {', '.join(missing)})")
     rows = table.to_pylist()
+    for name in OPTIONAL:
+        if name not in table.column_names:
+            for r in rows:
+                r[name] = None
     if task is not None:
         tasks = {r["task"] for r in rows}
         if task not in tasks:

@@ -128,6 +128,7 @@ def extract_features(
     *,
     labels: Sequence[int],
     samples: Sequence[str],
+    groups: Sequence[str | None] | None = None,
     protocol: Protocol,
     num_classes: int,
     dtype: str = "float16",
@@ -202,7 +203,9 @@ def extract_features(
         "protocol": asdict(protocol),
         **{k: val for k, val in (meta or {}).items() if k != "encoder"},
     }
-    writer.publish(manifest, np.asarray(labels), [str(p) for p in samples])
+    if groups is not None:  # a row without a group is its own group
+        groups = [str(g) if g is not None else str(p) for g, p in zip(groups, samples, strict=True)]
+    writer.publish(manifest, np.asarray(labels), [str(p) for p in samples], groups)
     return {
         "n": len(dataset),
         "encoded": done,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,24 +43,55 @@ def stratified_subset(labels: Sequence[int] | np.ndarray, fraction: float, seed:
 
 
 def carve_validation(
-    labels: Sequence[int] | np.ndarray, rows: np.ndarray, val_fraction: float, seed: int
+    labels: Sequence[int] | np.ndarray,
+    rows: np.ndarray,
+    val_fraction: float,
+    seed: int,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``rows`` into (train, val), stratified; every class keeps one training example.
 
-    The validation rows are the only labels a sweep or early stopping may look at.
+    The validation rows are the only labels a sweep or early stopping may look at. With
+    ``groups`` (one id per store row) a group goes to one side whole: a synthetic clip's
+    time-reversed partner holds the same frames, so splitting a pair would let the probe see a
+    validation clip during training. Each class takes groups in its own seeded order until it
+    has its share of validation rows; a group that would leave some class without a training
+    row is skipped.
     """
     _check_fraction("val_fraction", val_fraction, allow_zero=True)
     labels = np.asarray(labels)
     rows = np.asarray(rows, dtype=np.int64)
-    train, val = [], []
     sub = labels[rows]
-    for c in np.unique(sub):
-        members = _class_perm(rows[sub == c], c, seed, 1)
-        n_val = min(len(members) - 1, int(math.floor(val_fraction * len(members) + 0.5)))
-        val.append(members[: max(0, n_val)])
-        train.append(members[max(0, n_val) :])
-    cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)  # noqa: E731
-    return cat(train), cat(val)
+    group_of = rows if groups is None else np.asarray(groups)[rows]
+    members: dict[Any, list[int]] = {}
+    for r, g in zip(rows.tolist(), group_of.tolist(), strict=True):
+        members.setdefault(g, []).append(r)
+    group_by_row = dict(zip(rows.tolist(), group_of.tolist(), strict=True))
+    classes, counts = np.unique(sub, return_counts=True)
+    train_left = dict(zip(classes.tolist(), counts.tolist(), strict=True))
+    val_rows: list[int] = []
+    taken: set[Any] = set()
+    for c, n in zip(classes.tolist(), counts.tolist(), strict=True):
+        n_val = max(0, min(n - 1, int(math.floor(val_fraction * n + 0.5))))
+        have = n - train_left[c]  # rows of c already in validation through other classes' groups
+        for r in _class_perm(rows[sub == c], c, seed, 1).tolist():
+            if have >= n_val:
+                break
+            g = group_by_row[r]
+            if g in taken:
+                continue
+            need: dict[int, int] = {}
+            for m in members[g]:
+                need[int(labels[m])] = need.get(int(labels[m]), 0) + 1
+            if any(train_left[k] - v < 1 for k, v in need.items()):
+                continue
+            taken.add(g)
+            val_rows += members[g]
+            for k, v in need.items():
+                train_left[k] -= v
+            have += need.get(c, 0)
+    val = np.sort(np.asarray(val_rows, dtype=np.int64))
+    return np.setdiff1d(rows, val), val
 
 
 def label_fraction_splits(

@@ -1,7 +1,8 @@
 """Which stored rows a probe trains, validates and is evaluated on.
 
 The training store is cut once: valid rows -> stratified label fraction (``label_fraction``,
-``split_seed``) -> a stratified validation carve-out (``val_fraction``). Sweeps and early stopping
+``split_seed``) -> a stratified validation carve-out (``val_fraction``) that keeps each group
+(a clip and its time-reversed partner) on one side. Sweeps and early stopping
 see only that carve-out; the evaluation store is read only for the final, reported number.
 """
 
@@ -39,5 +40,9 @@ def training_rows(
     fraction = float(config.get("label_fraction", 1.0))
     split_seed = int(config.get("split_seed", 0))
     rows = usable[stratified_subset(labels[usable], fraction, split_seed)]
-    train, val = carve_validation(labels, rows, float(config.get("val_fraction", 0.1)), split_seed)
+    val_fraction = float(config.get("val_fraction", 0.1))
+    groups = store.groups
+    train, val = carve_validation(
+        labels, rows, val_fraction, split_seed, None if groups is None else np.asarray(groups)
+    )
     return store, train, val

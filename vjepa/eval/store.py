@@ -8,6 +8,7 @@ A store is a folder:
     valid-00000.npy ...  bool per row: False where the video could not be decoded
     labels.npy           int64 [N]
     samples.json         the source path of each row
+    groups.json          the carve-out group of each row (optional; rows that must stay together)
     plan.json            the partition of an extraction in progress (what resume must match)
 
 Half-precision values are kept in 16 bits. numpy has no bfloat16, so bf16 shards hold the raw bits
@@ -155,12 +156,20 @@ class StoreWriter:
             with open(tmp, "wb") as fh:
                 np.save(fh, feats)
 
-    def publish(self, manifest: dict[str, Any], labels: np.ndarray, samples: list[str]) -> None:
-        """Write labels, samples and the manifest, in that order; the manifest is the commit."""
+    def publish(
+        self,
+        manifest: dict[str, Any],
+        labels: np.ndarray,
+        samples: list[str],
+        groups: list[str] | None = None,
+    ) -> None:
+        """Write labels, samples (groups) and the manifest, in that order; the manifest commits."""
         with atomic_path(self.root / "labels.npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(labels, dtype=np.int64))
         atomic_write_json(self.root / "samples.json", list(samples))
+        if groups is not None:
+            atomic_write_json(self.root / "groups.json", list(groups))
         atomic_write_json(self.root / MANIFEST, manifest)
 
 
@@ -212,6 +221,12 @@ class FeatureStore:
     @property
     def samples(self) -> list[str]:
         return read_json(self.root / "samples.json")
+
+    @property
+    def groups(self) -> list[str] | None:
+        """Carve-out group of each row, or None when every row is its own group."""
+        path = self.root / "groups.json"
+        return read_json(path) if path.is_file() else None
 
     def shard(self, i: int) -> np.ndarray:
         if i not in self._shards:

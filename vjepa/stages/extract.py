@@ -100,6 +100,7 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         out / "features",
         labels=[int(r["label"]) for r in records],
         samples=[r["path"] for r in records],
+        groups=[r.get("group") for r in records],
         protocol=protocol,
         num_classes=num_classes,
         dtype=config.get("dtype", "float16"),
