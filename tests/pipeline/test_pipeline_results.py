@@ -123,3 +123,23 @@ def test_report_stage_writes_parquet_table_and_plot(tmp_path: Path, monkeypatch)
     )
     assert save_plots(df, "top1", tmp_path / "curve") == ["label_efficiency.png"]
     assert (tmp_path / "curve" / "label_efficiency.png").stat().st_size > 1000
+
+
+def test_baseline_delta_matches_the_other_row_keys() -> None:
+    # label-efficiency tables: each fraction is compared with random init at the same fraction
+    rows = []
+    for target, offset in (("feature", 0.1), ("random_init", 0.0)):
+        for fraction, base in ((0.05, 0.2), (0.5, 0.4), (1.0, 0.6)):
+            for seed in range(2):
+                rows.append(
+                    {"target": target, "label_fraction": fraction, "task": "motion",
+                     "seed": seed, "top1": base + offset + 0.01 * seed, "done": True}
+                )  # fmt: skip
+    pv = results.pivot(
+        pl.DataFrame(rows), ["target", "label_fraction"], ["task"], "top1", "random_init"
+    )
+    for fraction in (0.05, 0.5, 1.0):
+        assert abs(pv.cells[(("feature", fraction), ("motion",))].delta - 0.1) < 1e-12
+        assert pv.cells[(("random_init", fraction), ("motion",))].delta is None
+    assert [r[0] for r in pv.rows] == ["feature"] * 3 + ["random_init"] * 3
+    assert [r[1] for r in pv.rows[3:]] == [0.05, 0.5, 1.0]

@@ -126,16 +126,16 @@ def pivot(df: Any, rows: list[str], columns: list[str], metric: str, baseline: A
         cells[key] = Cell(rec["mean"], rec["std"] if rec["n"] > 1 else None, rec["n"])
     row_vals = sorted({k[0] for k in cells}, key=lambda r: tuple(_order(v) for v in r))
     col_vals = sorted({k[1] for k in cells}, key=lambda c: tuple(_order(v) for v in c))
-    base = (
-        next((r for r in row_vals if str(r[0]) == str(baseline)), None)
-        if baseline is not None
-        else None
-    )
-    if base is not None:
-        row_vals = [r for r in row_vals if r != base] + [base]
+    # the baseline rows: first row key == baseline; with more row keys (e.g. label_fraction)
+    # each row is compared with the baseline row that matches it on the other keys
+    bases = [r for r in row_vals if baseline is not None and str(r[0]) == str(baseline)]
+    base = bases[0] if bases else None
+    if bases:
+        row_vals = [r for r in row_vals if r not in bases] + bases
+        ref_row = {r[1:]: r for r in bases}
         for (r, c), cell in list(cells.items()):
-            ref = cells.get((base, c))
-            if r != base and ref is not None:
+            ref = cells.get((ref_row.get(r[1:]), c))
+            if r not in bases and ref is not None:
                 cells[(r, c)] = Cell(cell.mean, cell.std, cell.n, cell.mean - ref.mean)
     best = {}
     for c in col_vals:

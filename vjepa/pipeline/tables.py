@@ -58,7 +58,7 @@ def records(p: Pivot) -> list[dict[str, Any]]:
                     "n": cell.n,
                     "delta": cell.delta,
                     "best": p.best.get(c) == r,
-                    "baseline": r == p.baseline,
+                    "baseline": p.baseline is not None and r[0] == p.baseline[0],
                 }
             )
     return out
@@ -77,7 +77,11 @@ def rich_table(p: Pivot, name: str) -> Any:
         for c in p.cols:
             text = cell_text(p, p.cells.get((r, c)))
             cells.append(f"[bold green]{text}[/]" if p.best.get(c) == r else text)
-        table.add_row(*[str(v) for v in r], *cells, style="dim" if r == p.baseline else None)
+        table.add_row(
+            *[str(v) for v in r],
+            *cells,
+            style="dim" if p.baseline is not None and r[0] == p.baseline[0] else None,
+        )
     return table
 
 
