@@ -100,6 +100,7 @@ def build(model: dict, seed: int):
         img_size=model.get("img_size", 32),
         patch_size=model.get("patch_size", 8),
         tubelet_size=model.get("tubelet_size", 2),
+        **({"depth": model["depth"]} if "depth" in model else {}),
     )
     pred = build_predictor(
         enc,
@@ -306,6 +307,14 @@ MODELS = {
     "micro_p8": {"name": "vit_micro", "patch_size": 8, "pred_depth": 2, "pred_embed_dim": 48},
     "micro_p4": {"name": "vit_micro", "patch_size": 4, "pred_depth": 2, "pred_embed_dim": 48},
     "mini_p8": {"name": "vit_mini", "patch_size": 8, "pred_depth": 4, "pred_embed_dim": 96},
+    # the encoder of the earlier calibration round (192 wide, 4 blocks)
+    "w192d4_p8": {
+        "name": "vit_mini",
+        "depth": 4,
+        "patch_size": 8,
+        "pred_depth": 2,
+        "pred_embed_dim": 96,
+    },
 }
 
 

@@ -44,4 +44,15 @@ DESIGNS = {
         "colour_jitter": 0.0,
         "pixel_noise": 0.0,
     },
+    # the earlier round's object-dominated clips: 3 objects moving together, fixed flat background
+    "objects3": {
+        **COMMON,
+        "num_objects": 3,
+        "num_distractors": 0,
+        "background_level": (0.5, 0.5),
+        "camera_jitter": 0.0,
+        "brightness_jitter": 0.0,
+        "colour_jitter": 0.0,
+        "pixel_noise": 0.0,
+    },
 }

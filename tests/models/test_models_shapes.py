@@ -22,7 +22,11 @@ PAPER = {
     "vit_huge": (1280, 32, 16, 5120, 633.7),
     "vit_giant": (1408, 40, 16, 6144, 1014.0),  # mlp_ratio 48/11
 }
-OURS = {"vit_micro": (96, 4, 3, 384), "vit_mini": (192, 6, 3, 768)}
+OURS = {
+    "vit_micro": (96, 4, 3, 384),
+    "vit_mini": (192, 6, 3, 768),
+    "vit_mini4": (192, 4, 3, 768),
+}
 
 
 def block_shapes(prefix: str, dim: int, hidden: int) -> dict[str, tuple[int, ...]]:

@@ -1,8 +1,8 @@
 """Named encoder sizes and the builders every other layer uses.
 
-The paper's sizes (``vit_tiny`` ... ``vit_giant``) follow the reference implementation. Two small
-sizes are ours, for pretraining on a CPU in minutes: ``vit_micro`` (96 wide, 4 blocks) and
-``vit_mini`` (192 wide, 6 blocks).
+The paper's sizes (``vit_tiny`` ... ``vit_giant``) follow the reference implementation. Three small
+sizes are ours, for pretraining on a CPU in minutes: ``vit_micro`` (96 wide, 4 blocks),
+``vit_mini`` (192 wide, 6 blocks) and ``vit_mini4`` (192 wide, 4 blocks).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ PRESETS: dict[str, Preset] = {
     # ours: CPU-sized encoders
     "vit_micro": Preset(96, 4, 3),
     "vit_mini": Preset(192, 6, 3),
+    "vit_mini4": Preset(192, 4, 3),  # the 192-wide encoder of docs/science.md's signal run
     # the paper's / reference sizes
     "vit_tiny": Preset(192, 12, 3),
     "vit_small": Preset(384, 12, 6),

@@ -277,6 +277,7 @@ NAME = r"[a-z0-9][a-z0-9_-]*"
 MODEL_HEADS = {
     "vit_micro": 3,
     "vit_mini": 3,
+    "vit_mini4": 3,
     "vit_tiny": 3,
     "vit_small": 6,
     "vit_base": 12,
