@@ -9,6 +9,7 @@ subset, which is inside the 50 % one: label-efficiency curves then compare neste
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -80,9 +81,7 @@ def carve_validation(
             g = group_by_row[r]
             if g in taken:
                 continue
-            need: dict[int, int] = {}
-            for m in members[g]:
-                need[int(labels[m])] = need.get(int(labels[m]), 0) + 1
+            need = Counter(int(labels[m]) for m in members[g])
             if any(train_left[k] - v < 1 for k, v in need.items()):
                 continue
             taken.add(g)
