@@ -3,9 +3,9 @@
     python scripts/science/summary.py                       # every run, one line each
     python scripts/science/summary.py --plot docs/science/search.png
 
-The plot puts each pretrained encoder's motion validation accuracy (attentive probe, all probe
-labels) against the clips it saw in pretraining, one colour per design, with that design's
-random-init encoder as a dashed line: a point above its line would be the signal looked for.
+The plot puts each pretrained encoder's motion validation accuracy (attentive probe; 2000 and
+200 labelled clips) against the clips it saw in pretraining, one colour per design, with that
+design's random-init encoder as a dashed line: a point above its line is the signal looked for.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def rows() -> list[dict]:
     return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
 
 
-def full_labels(r: dict) -> bool:
-    return r.get("n_train") in (None, 2000) and r.get("which", "target") == "target"
+def labels_used(r: dict) -> int:
+    return r.get("n_train") or 2000
 
 
 def print_rows() -> None:
@@ -47,29 +47,29 @@ def plot(out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = [r for r in rows() if full_labels(r) and "motion/attentive" in r]
+    data = [r for r in rows() if r.get("which", "target") == "target" and "motion/attentive" in r]
     designs = sorted({r["design"] for r in data})
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, design in enumerate(designs):
-        colour = f"C{i}"
-        base = [r["motion/attentive"]["val"] for r in data if r["design"] == design
-                and r["mode"] == "baseline"]  # fmt: skip
-        if base:
-            ax.axhline(sum(base) / len(base), color=colour, ls="--", lw=1)
-        for target, marker in (("feature", "o"), ("pixel", "x")):
-            pts = [r for r in data if r["design"] == design and r.get("target") == target]
-            ax.scatter(
-                [r["steps"] * r["batch"] / 1000 for r in pts],
-                [r["motion/attentive"]["val"] for r in pts],
-                color=colour, marker=marker, label=f"{design} ({target})" if pts else None,
-            )  # fmt: skip
-    ax.set_xlabel("pretraining clips seen (thousands)")
-    ax.set_ylabel("motion, validation top-1 (%)")
-    ax.set_title("V-JEPA encoders vs random init (dashed) per design")
-    ax.legend(fontsize=7, ncol=2)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, n_labels in zip(axes, (2000, 200), strict=True):
+        for i, design in enumerate(designs):
+            here = [r for r in data if r["design"] == design and labels_used(r) == n_labels]
+            base = [r["motion/attentive"]["val"] for r in here if r["mode"] == "baseline"]
+            if base:
+                ax.axhline(sum(base) / len(base), color=f"C{i}", ls="--", lw=1)
+            for target, marker in (("feature", "o"), ("pixel", "x")):
+                pts = [r for r in here if r.get("target") == target]
+                ax.scatter(
+                    [r["steps"] * r["batch"] / 1000 for r in pts],
+                    [r["motion/attentive"]["val"] for r in pts],
+                    color=f"C{i}", marker=marker, label=f"{design} ({target})" if pts else None,
+                )  # fmt: skip
+        ax.set_xlabel("pretraining clips seen (thousands)")
+        ax.set_ylabel("motion, validation top-1 (%)")
+        ax.set_title(f"{n_labels} labelled clips: V-JEPA vs random init (dashed)")
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
 
 
 if __name__ == "__main__":
