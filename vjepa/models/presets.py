@@ -26,7 +26,7 @@ PRESETS: dict[str, Preset] = {
     # ours: CPU-sized encoders
     "vit_micro": Preset(96, 4, 3),
     "vit_mini": Preset(192, 6, 3),
-    "vit_mini4": Preset(192, 4, 3),  # the 192-wide encoder of docs/science.md's signal run
+    "vit_mini4": Preset(192, 4, 3),  # docs/science.md's 192-wide search point
     # the paper's / reference sizes
     "vit_tiny": Preset(192, 12, 3),
     "vit_small": Preset(384, 12, 6),
