@@ -95,6 +95,10 @@ class Pivot:
     total: int = 0
     missing: int = 0
 
+    def is_baseline(self, row: tuple) -> bool:
+        """A baseline row (with several row keys, one per value of the other keys)."""
+        return self.baseline is not None and row[0] == self.baseline[0]
+
     def percent(self) -> bool:
         """Accuracies stored as fractions are shown as percentages."""
         return self.metric.startswith("top") and all(

@@ -58,7 +58,7 @@ def records(p: Pivot) -> list[dict[str, Any]]:
                     "n": cell.n,
                     "delta": cell.delta,
                     "best": p.best.get(c) == r,
-                    "baseline": p.baseline is not None and r[0] == p.baseline[0],
+                    "baseline": p.is_baseline(r),
                 }
             )
     return out
@@ -80,7 +80,7 @@ def rich_table(p: Pivot, name: str) -> Any:
         table.add_row(
             *[str(v) for v in r],
             *cells,
-            style="dim" if p.baseline is not None and r[0] == p.baseline[0] else None,
+            style="dim" if p.is_baseline(r) else None,
         )
     return table
 
