@@ -207,7 +207,7 @@ def register(app: typer.Typer) -> None:
             console.print(
                 "[yellow]interrupted[/]: stopped running stages and removed their half outputs"
             )
-            raise typer.Exit(130)
+            raise typer.Exit(128 + result.stop_signal)
         _print_results(console, root, result.compiled)
         if not result.ok:
             raise typer.Exit(1)
@@ -444,7 +444,7 @@ def register(app: typer.Typer) -> None:
             if st.get("state") in ("running", "pending") and status.pid_alive(st.get("runner_pid")):
                 pids.add(st["runner_pid"])
         for pid in sorted(pids):
-            os.kill(pid, signal.SIGINT)
+            os.kill(pid, signal.SIGTERM)  # a background runner ignores SIGINT
             typer.echo(f"{compiled.spec.name}: interrupted runner {pid}")
         cancelled = attach.cancel(root, compiled)
         if cancelled:

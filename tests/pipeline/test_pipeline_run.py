@@ -201,7 +201,36 @@ def _no_half_outputs(root: Path) -> None:
             assert (folder / "metrics.json").is_file(), f"half output left: {folder}"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_cancel_stops_a_background_runner_that_ignores_sigint(project) -> None:
+    """A runner started with ``&`` by a script ignores SIGINT; ``cancel`` must still stop it."""
+    root, env = project
+    vx(root, env, "compile", "experiments/tiny.yaml")
+    slow = {**env, "FAKE_SLEEP_PRETRAIN": "60", "FAKE_SLEEP_EXTRACT": "60"}
+    proc = subprocess.Popen(
+        [str(BIN / "vjepa-exp"), "run", "experiments/tiny.yaml", "-j", "2"],
+        cwd=root,
+        env=slow,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        _wait_running(root, "pretrain")
+        cancel = vx(root, env, "cancel", "experiments/tiny.yaml")
+        assert f"interrupted runner {proc.pid}" in cancel.stdout
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "interrupted" in output
+    _no_half_outputs(root)
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["sigint", "sigterm", "sigkill"]
+)
 def test_killed_run_leaves_no_half_outputs_and_resumes(project, sig) -> None:
     root, env = project
     vx(root, env, "compile", "experiments/tiny.yaml")
@@ -221,8 +250,8 @@ def test_killed_run_leaves_no_half_outputs_and_resumes(project, sig) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130, output
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 128 + sig, output
         assert "interrupted" in output
     time.sleep(1.0)  # children of a SIGKILLed runner get SIGTERM from the kernel (PDEATHSIG)
     _no_half_outputs(root)

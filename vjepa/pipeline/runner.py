@@ -4,6 +4,8 @@ Completion rule: a stage folder is finished when it holds ``metrics.json`` (writ
 ``run_stage``). ``vjepa-exp exec`` clears an unfinished folder before it starts (a persist folder
 without metrics.json is kept: it holds the checkpoint to resume from), and the runner removes the
 half outputs of stages it stops, so an interrupted run never leaves one that looks complete.
+SIGTERM is handled like Ctrl-C: a runner started in the background (``nohup``, a script, CI)
+ignores SIGINT, so ``kill`` and ``vjepa-exp cancel`` must be able to stop it the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,6 +53,7 @@ class RunResult:
     cancelled: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)
     interrupted: bool = False
+    stop_signal: int = 0  # the signal that interrupted the run (SIGINT or SIGTERM), else 0
     submitted: dict[str, str] = field(default_factory=dict)  # stage -> job id, when detached
 
     @property
@@ -256,7 +261,7 @@ class Runner:
             )
 
     def interrupt(self) -> None:
-        """Ctrl-C: stop every job, remove half outputs, record the states."""
+        """Ctrl-C or SIGTERM: stop every job, remove half outputs, record the states."""
         cancel_all = getattr(self.executor, "cancel_all", None)
         if cancel_all is not None:
             cancel_all()
@@ -307,6 +312,27 @@ def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
         return _execute(root, compiled, todo, opts, view, in_flight)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwind exactly like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` while the runner follows its jobs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def check_options(compiled: Compiled, opts: RunOptions) -> None:
     """--detach and --retry-failed only make sense for jobs that outlive the runner (SLURM)."""
     if compiled.executor.get("kind") == "slurm":
@@ -328,17 +354,19 @@ def _execute(
     executor = make_executor(compiled.executor, root, opts.jobs, compiled.spec.name)
     runner = Runner(root, compiled, todo, executor, opts.keep_going, view)
     try:
-        if opts.retry_failed:
-            runner.retry_failed(in_flight)
-        else:
-            runner.submit()
-        if opts.detach:
-            runner.detach()
-            return runner.result
-        view.start(runner)
-        runner.loop()
-    except KeyboardInterrupt:
+        with _sigterm_interrupts():
+            if opts.retry_failed:
+                runner.retry_failed(in_flight)
+            else:
+                runner.submit()
+            if opts.detach:
+                runner.detach()
+                return runner.result
+            view.start(runner)
+            runner.loop()
+    except KeyboardInterrupt as exc:
         runner.interrupt()
+        runner.result.stop_signal = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
     finally:
         view.stop()
         executor.close()
