@@ -28,3 +28,20 @@ def test_min_steps_raises_the_epoch_count_of_small_training_sets(n_train, expect
 def test_min_steps_must_not_be_negative():
     with pytest.raises(UserError, match="min_steps"):
         ProbeParams.from_config({"min_steps": -1})
+
+
+def test_probe_trains_with_denormals_flushed_and_restores_them():
+    """Denormal gradients of an overfitting probe are slow on CPU; flushing is scoped to training."""
+    tiny = torch.tensor(1e-40)  # a float32 denormal
+    seen: list[float] = []
+    params = ProbeParams(kind="linear", epochs=2, batch_size=8, lr=1e-2)
+    train_probe(
+        _features(16),
+        _features(16, 1),
+        params,
+        num_classes=2,
+        embed_dim=8,
+        on_epoch=lambda epoch, val: seen.append(float(tiny * 1.0)),
+    )
+    assert seen == [0.0, 0.0]
+    assert float(tiny * 1.0) > 0.0
