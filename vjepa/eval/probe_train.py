@@ -139,9 +139,10 @@ def flushed_denormals() -> Iterator[None]:
     """Flush denormal floats to zero while a probe trains (then back to torch's default, off).
 
     A probe that fits its few labels drives its gradients and Adam moments into the denormal
-    range, where CPU float arithmetic is many times slower: a 10 % label-fraction probe ran 2.2x
-    longer over the same steps without this (docs/benchmarks.md). Values below 1e-38 do not move
-    a probe's predictions.
+    range, where CPU float arithmetic is many times slower (a 10 % label-fraction probe of the
+    science specs: 2.2x the time over the same steps; ``bench/probe_denormals.py``). Flushing
+    changes rounding only below ~1e-38: the spec probes compared kept the same epoch and test
+    accuracy; an overfit probe on random tokens can drift to another epoch, as any rounding can.
     """
     torch.set_flush_denormal(True)
     try:
