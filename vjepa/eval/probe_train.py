@@ -140,7 +140,7 @@ def flushed_denormals() -> Iterator[None]:
 
     A probe that fits its few labels drives its gradients and Adam moments into the denormal
     range, where CPU float arithmetic is many times slower (a 10 % label-fraction probe of the
-    science specs: 2.2x the time over the same steps; ``bench/probe_denormals.py``). Flushing
+    science specs: 2.1x the time over the same steps; ``bench/probe_denormals.py``). Flushing
     changes rounding only below ~1e-38: the spec probes compared kept the same epoch and test
     accuracy; an overfit probe on random tokens can drift to another epoch, as any rounding can.
     """
