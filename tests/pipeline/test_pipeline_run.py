@@ -125,8 +125,18 @@ def results_json(root: Path, env: dict[str, str]) -> list[dict]:
     return json.loads(vx(root, env, "results", "experiments/tiny.yaml", "--format", "json").stdout)
 
 
+def dry_run(root: Path, env: dict[str, str], *overrides: str) -> tuple[str, list[str]]:
+    """(summary line, listed stage names) of ``run --dry-run``."""
+    out = vx(root, env, "run", "experiments/tiny.yaml", *overrides, "--dry-run").stdout
+    lines = out.strip().splitlines()
+    return lines[0], [line.strip() for line in lines[1:]]
+
+
 def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
     root, env = project
+    summary, listed = dry_run(root, env)
+    assert "would run 13 of 13" in summary and len(listed) == 13
+    assert not (root / "dvc.yaml").exists()  # a dry run writes nothing
     first = vx(root, env, "run", "experiments/tiny.yaml", "-j", "2")
     assert len(ran(first.stdout)) == 13, first.stdout
     assert "random_init" in first.stdout and ("[+" in first.stdout or "[-" in first.stdout)
@@ -136,7 +146,11 @@ def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
     started = time.time()
     again = vx(root, env, "run", "experiments/tiny.yaml")
     assert "nothing to do" in again.stdout and time.time() - started < 20
+    assert "would run 0 of 13" in dry_run(root, env)[0]
 
+    # stages new to dvc.yaml are listed as new, the rest asked of DVC
+    summary, listed = dry_run(root, env, "probe.lr=0.002")
+    assert sorted(name.split("-")[0] for name in listed) == ["probe"] * 3 + ["report"], listed
     changed = vx(root, env, "run", "experiments/tiny.yaml", "probe.lr=0.002", "-j", "2")
     kinds = sorted(name.split("-")[0] for name in ran(changed.stdout))
     assert kinds == ["probe"] * 3 + ["report"], changed.stdout

@@ -96,8 +96,18 @@ def run_lock(root: Path) -> Iterator[None]:
             fh.truncate()
 
 
-def plan(root: Path, compiled: Compiled, force: list[str], force_all: bool) -> list[Stage]:
-    """The stages to run: DVC's stale ones, forced ones, and everything downstream of them."""
+def plan(
+    root: Path,
+    compiled: Compiled,
+    force: list[str],
+    force_all: bool,
+    known: set[str] | None = None,
+) -> list[Stage]:
+    """The stages to run: DVC's stale ones, forced ones, and everything downstream of them.
+
+    ``known``: the stages dvc.yaml holds, when it may not hold them all (a dry run writes
+    nothing); DVC is asked about those, and the others are new, so they run.
+    """
     stages = compiled.stages
     names = {s.name for s in stages}
     for name in force:
@@ -107,7 +117,8 @@ def plan(root: Path, compiled: Compiled, force: list[str], force_all: bool) -> l
             raise UserError(
                 f"--force: no stage {name!r} in {compiled.spec.name}{suggest(name, names)}"
             )
-    roots = names if force_all else dvcio.stale(root, names) | set(force)
+    asked = names if known is None else names & known
+    roots = names if force_all else dvcio.stale(root, asked) | (names - asked) | set(force)
     todo = descendants(stages, roots)
     return [s for s in stages if s.name in todo]
 
@@ -285,11 +296,7 @@ def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
     for warning in compiled.warnings:
         view.warn(warning)
     if opts.dry_run:
-        todo = (
-            plan(root, compiled, opts.force, opts.force_all)
-            if _has_all(root, compiled)
-            else compiled.stages
-        )
+        todo = plan(root, compiled, opts.force, opts.force_all, known=_stages_in_dvc_yaml(root))
         return RunResult(compiled, planned=[s.name for s in todo])
     publish(root, [compiled])
     with run_lock(root):
@@ -373,10 +380,9 @@ def _execute(
     return runner.result
 
 
-def _has_all(root: Path, compiled: Compiled) -> bool:
-    """True when dvc.yaml already holds every stage (a dry run can then ask DVC)."""
-    text = (root / "dvc.yaml").read_text() if (root / "dvc.yaml").is_file() else ""
-    return all(f"  {s.name}:" in text for s in compiled.stages)
+def _stages_in_dvc_yaml(root: Path) -> set[str]:
+    """The stage names dvc.yaml holds now (the ones a dry run can ask DVC about)."""
+    return set(dvcio._load(root / "dvc.yaml").get("stages") or {})
 
 
 def exec_stage(root: Path, name: str) -> dict[str, Any]:
