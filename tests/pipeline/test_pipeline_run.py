@@ -215,20 +215,28 @@ def _no_half_outputs(root: Path) -> None:
             assert (folder / "metrics.json").is_file(), f"half output left: {folder}"
 
 
-def test_cancel_stops_a_background_runner_that_ignores_sigint(project) -> None:
-    """A runner started with ``&`` by a script ignores SIGINT; ``cancel`` must still stop it."""
-    root, env = project
+def _start_slow_run(
+    root: Path, env: dict[str, str], ignore_sigint: bool = False
+) -> subprocess.Popen:
+    """Compile the tiny spec and start a run whose pretrain and extract stages take a minute."""
     vx(root, env, "compile", "experiments/tiny.yaml")
-    slow = {**env, "FAKE_SLEEP_PRETRAIN": "60", "FAKE_SLEEP_EXTRACT": "60"}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [str(BIN / "vjepa-exp"), "run", "experiments/tiny.yaml", "-j", "2"],
         cwd=root,
-        env=slow,
+        env={**env, "FAKE_SLEEP_PRETRAIN": "60", "FAKE_SLEEP_EXTRACT": "60"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        if ignore_sigint
+        else None,
     )
+
+
+def test_cancel_stops_a_background_runner_that_ignores_sigint(project) -> None:
+    """A runner started with ``&`` by a script ignores SIGINT; ``cancel`` must still stop it."""
+    root, env = project
+    proc = _start_slow_run(root, env, ignore_sigint=True)
     try:
         _wait_running(root, "pretrain")
         cancel = vx(root, env, "cancel", "experiments/tiny.yaml")
@@ -247,16 +255,7 @@ def test_cancel_stops_a_background_runner_that_ignores_sigint(project) -> None:
 )
 def test_killed_run_leaves_no_half_outputs_and_resumes(project, sig) -> None:
     root, env = project
-    vx(root, env, "compile", "experiments/tiny.yaml")
-    slow = {**env, "FAKE_SLEEP_PRETRAIN": "60", "FAKE_SLEEP_EXTRACT": "60"}
-    proc = subprocess.Popen(
-        [str(BIN / "vjepa-exp"), "run", "experiments/tiny.yaml", "-j", "2"],
-        cwd=root,
-        env=slow,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _start_slow_run(root, env)
     try:
         _wait_running(root, "pretrain")
         proc.send_signal(sig)
