@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 FAKE = """
 import os, sys, types, json, time, hashlib
 if os.environ.get("VJEPA_FAKE_STAGES") == "1":
@@ -134,6 +136,8 @@ def dry_run(root: Path, env: dict[str, str], *overrides: str) -> tuple[str, list
 
 def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
     root, env = project
+    # the project holds the package's sources, as a checkout of this repo does: stages depend on them
+    shutil.copytree(REPO / "vjepa", root / "vjepa", ignore=shutil.ignore_patterns("__pycache__"))
     summary, listed = dry_run(root, env)
     assert "would run 13 of 13" in summary and len(listed) == 13
     assert not (root / "dvc.yaml").exists()  # a dry run writes nothing
@@ -155,6 +159,12 @@ def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
     kinds = sorted(name.split("-")[0] for name in ran(changed.stdout))
     assert kinds == ["probe"] * 3 + ["report"], changed.stdout
     assert json.loads(dvc(root, env, "status", "--json").strip().splitlines()[-1]) == {}
+
+    # editing the probe's code makes the probes stale, not the extractions it reads
+    with open(root / "vjepa" / "eval" / "probe_train.py", "a") as source:
+        source.write("# edited\n")
+    summary, listed = dry_run(root, env, "probe.lr=0.002")
+    assert sorted(name.split("-")[0] for name in listed) == ["probe"] * 3 + ["report"], listed
 
     # the same pipeline through plain `dvc repro` in a second clone gives the same table
     other = root.parent / "clone"

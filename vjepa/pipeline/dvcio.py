@@ -13,33 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.errors import SpecError, UserError
+from vjepa.pipeline.code_deps import code_deps
 from vjepa.pipeline.graph import KINDS, Stage, parse_name
 from vjepa.utils.io import atomic_write_text
 
 REGISTRY = "vjepa-specs"
 CMD_PREFIX = "vjepa-exp exec "
 DVCIGNORE_LINES = ("__pycache__/", "*.pyc")
-
-# The source folders whose code each stage kind runs: a change there reruns the stage; a change to
-# cli/ or docs/ does not. Paths that do not exist in the project are left out.
-CODE_DEPS: dict[str, tuple[str, ...]] = {
-    "data": ("vjepa/data", "vjepa/stages/data.py"),
-    "pretrain": (
-        "vjepa/data",
-        "vjepa/models",
-        "vjepa/masks",
-        "vjepa/train",
-        "vjepa/stages/pretrain.py",
-    ),
-    "extract": ("vjepa/data", "vjepa/models", "vjepa/eval", "vjepa/stages/extract.py"),
-    "probe": ("vjepa/models", "vjepa/eval", "vjepa/stages/probe.py"),
-    "report": (
-        "vjepa/stages/report.py",
-        "vjepa/pipeline/results.py",
-        "vjepa/pipeline/tables.py",
-        "vjepa/pipeline/plots.py",
-    ),
-}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -69,7 +49,8 @@ def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:
         and not Path(stage.config["source"]).is_absolute()
     ):
         deps.append(stage.config["source"])
-    deps += [p for p in CODE_DEPS[stage.kind] if (root / p).exists()]
+    # the stage kind's source files, where the project holds them (a checkout of this repo)
+    deps += [p for p in code_deps(stage.kind) if (root / p).exists()]
     out: Any = {stage.out: {"persist": True}} if stage.persist else stage.out
     return {
         "cmd": CMD_PREFIX + stage.name,

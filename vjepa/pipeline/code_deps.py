@@ -1,0 +1,87 @@
+"""The source files each stage kind runs, read from the imports of its stage module.
+
+A stage's DVC deps name the code that computes its outputs, so that editing it reruns the stage
+and editing anything else does not: a probe-only change must not rerun every feature extraction,
+and a change to the CLI or the docs must not rerun pretraining. The set is the transitive closure
+of ``vjepa`` imports (eager and function-level) from ``vjepa/stages/<kind>.py``, found by reading
+the sources, not by importing them (no torch at compile time). Importing a module runs its
+packages' ``__init__`` files and what they import, so those count too, as Python runs them.
+Plumbing that cannot change a number (error types, atomic file writes, key checks) is left out,
+as are the CLI and the pipeline's own orchestration.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "vjepa"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+# Modules whose edits never change what a stage computes (messages, file plumbing, key checks).
+PLUMBING = frozenset({"vjepa.errors", "vjepa.utils.io", "vjepa.utils.keys"})
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of ``module`` under the package, or None if it is not one of ours."""
+    base = SOURCE_ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path, module: str) -> set[str]:
+    """Every ``vjepa`` module that ``path`` imports anywhere in its body."""
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            # ``from vjepa.models import probe`` imports a submodule, not a name.
+            found.update(f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}"))
+    ours = {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
+    # ``import a.b.c`` first runs ``a/__init__.py`` and ``a/b/__init__.py``
+    return ours | {m.rsplit(".", k)[0] for m in ours for k in range(1, m.count(".") + 1)}
+
+
+@cache
+def modules_run_by(kind: str) -> frozenset[str]:
+    """The ``vjepa`` modules a stage of ``kind`` runs (closure over imports, plumbing removed)."""
+    stage = f"{PACKAGE}.stages.{kind}"
+    todo, seen = [stage, *(stage.rsplit(".", k)[0] for k in (1, 2))], set()
+    while todo:
+        module = todo.pop()
+        path = _module_file(module)
+        if module in seen or path is None or module in PLUMBING:
+            continue
+        seen.add(module)
+        todo.extend(_imported_modules(path, module))
+    return frozenset(seen)
+
+
+def _relative(path: Path) -> str:
+    return path.relative_to(SOURCE_ROOT).as_posix()
+
+
+@cache
+def code_deps(kind: str) -> tuple[str, ...]:
+    """Project-relative dep paths for ``kind``: a folder where all its modules run, else files."""
+    files = {_module_file(m) for m in modules_run_by(kind)}
+    files.discard(None)
+    deps: set[str] = set()
+    for folder in {f.parent for f in files}:
+        members = set(folder.glob("*.py"))
+        if members <= files and folder != SOURCE_ROOT / PACKAGE:
+            deps.add(_relative(folder))
+        else:
+            deps.update(_relative(f) for f in members & files)
+    return tuple(sorted(deps))
