@@ -151,6 +151,19 @@ def flushed_denormals() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+def probe_optimizer(model: nn.Module, params: ProbeParams) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not biases, norms or the query tokens)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "query_tokens" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "query_tokens" in n]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": params.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=params.lr,
+    )
+
+
 @dataclass
 class ProbeResult:
     model: nn.Module
@@ -198,15 +211,7 @@ def _train_probe(
         num_heads=params.num_heads,
         depth=params.depth,
     )
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "query_tokens" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "query_tokens" in n]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": params.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=params.lr,
-    )
+    opt = probe_optimizer(model, params)
     steps_per_epoch = -(-len(train) // params.batch_size)
     epochs = params.epochs_for(len(train))
     total = steps_per_epoch * epochs
