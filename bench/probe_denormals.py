@@ -43,7 +43,7 @@ def timed(trainer, train: FeatureSet, val: FeatureSet, params: ProbeParams, clas
         num_classes=classes,
         embed_dim=dim,
         seed=0,
-        on_epoch=lambda epoch, top1: stamps.append(time.perf_counter() - start),
+        on_epoch=lambda epoch, top1, model: stamps.append(time.perf_counter() - start),
     )
     return result, stamps
 

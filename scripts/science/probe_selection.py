@@ -3,8 +3,8 @@
 A 10 % label probe of the science specs trains on ~185 clips for 1600 steps (~530 epochs of 3
 steps) and keeps the epoch with the best accuracy on its ~20 carved-out validation clips. With
 that many looks at so few clips the maximum is mostly noise, and ties go to the earliest epoch: a
-probe can keep a barely trained state. This script trains the probe exactly like the stage (same
-rows, seed, optimiser, schedule), records every epoch, and scores candidate rules by the accuracy
+probe can keep a barely trained state. This script trains the probe with the stage's own
+``train_probe`` (same rows and seed), records every epoch, and scores candidate rules by the accuracy
 of the epoch each keeps on *held-out training clips*: the labelled train-split rows outside the
 fraction whose group (a clip and its time-reversed partner) has no row in it. The test split is
 not opened.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,8 @@ import torch.nn.functional as F
 
 from vjepa.eval.label_fraction import carve_validation, stratified_subset
 from vjepa.eval.metrics import view_averaged_probs
-from vjepa.eval.probe_train import (
-    FeatureSet,
-    ProbeParams,
-    cosine_lr,
-    flushed_denormals,
-    forward_views,
-    probe_optimizer,
-)
+from vjepa.eval.probe_train import FeatureSet, ProbeParams, forward_views, train_probe
 from vjepa.eval.store import FeatureStore
-from vjepa.models.probe import build_probe
 
 
 def split_rows(store: FeatureStore, fraction: float, seed: int, val_fraction: float):
@@ -59,41 +50,26 @@ def scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[fl
 
 
 def history(store: FeatureStore, train, val, params: ProbeParams, seed: int) -> tuple[list, Any]:
-    """Per-epoch validation top-1 and CE of the stage's training run, and every epoch's state."""
-    data = FeatureSet(store, train, store.labels)
+    """Train as the stage does (``train_probe``); record each epoch's validation CE and state."""
     val_x, val_y = FeatureSet(store, val, store.labels).batch(torch.arange(len(val)))
-    torch.manual_seed(seed)
-    model = build_probe(
-        params.kind,
-        embed_dim=store.embed_dim,
-        num_classes=store.num_classes,
-        num_heads=params.num_heads or store.num_heads,
-        depth=params.depth,
-    )
-    opt = probe_optimizer(model, params)
-    steps_per_epoch = math.ceil(len(data) / params.batch_size)
-    epochs = params.epochs_for(len(data))
-    total, step, out = steps_per_epoch * epochs, 0, []
-    gen = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(data), generator=gen)
-        for start in range(0, len(data), params.batch_size):
-            x, y = data.batch(order[start : start + params.batch_size])
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, total, 0, params.lr)
-            loss = F.cross_entropy(
-                forward_views(model, x).flatten(0, 1), y.repeat_interleave(x.shape[1])
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), params.clip_grad or math.inf)
-            opt.step()
-            step += 1
-        val_top1, val_ce = scores(model, val_x, val_y)
+    out: list[dict] = []
+
+    def record(epoch: int, val_top1: float | None, model: torch.nn.Module) -> None:
         state = {k: v.clone() for k, v in model.state_dict().items()}
+        val_ce = scores(model, val_x, val_y)[1]
         out.append({"epoch": epoch, "val_top1": val_top1, "val_ce": val_ce, "state": state})
-    return out, model
+
+    params = ProbeParams(**{**params.to_dict(), "num_heads": params.num_heads or store.num_heads})
+    result = train_probe(
+        FeatureSet(store, train, store.labels),
+        FeatureSet(store, val, store.labels),
+        params,
+        num_classes=store.num_classes,
+        embed_dim=store.embed_dim,
+        seed=seed,
+        on_epoch=record,
+    )
+    return out, result.model
 
 
 def held_out_top1(model, hist: list[dict], epochs: set[int], held_x, held_y) -> dict[int, float]:
@@ -169,8 +145,7 @@ def main() -> None:
         seed = args.seed if args.seed is not None else int(name.split("-")[0].rsplit("_s", 1)[1])
         store = FeatureStore(path)
         train, val, held = split_rows(store, args.fraction, seed, args.val_fraction)
-        with flushed_denormals():
-            hist, model = history(store, train, val, params, seed)
+        hist, model = history(store, train, val, params, seed)
         picks = {rule: choose(hist, rule, params.epochs) for rule in RULES}
         held_x, held_y = FeatureSet(store, held, store.labels).batch(torch.arange(len(held)))
         grid = set(range(0, len(hist), max(1, len(hist) // 50))) | set(picks.values())

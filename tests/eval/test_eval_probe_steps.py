@@ -41,7 +41,7 @@ def test_probe_trains_with_denormals_flushed_and_restores_them():
         params,
         num_classes=2,
         embed_dim=8,
-        on_epoch=lambda epoch, val: seen.append(float(tiny * 1.0)),
+        on_epoch=lambda epoch, val, model: seen.append(float(tiny * 1.0)),
     )
     assert seen == [0.0, 0.0]
     assert float(tiny * 1.0) > 0.0

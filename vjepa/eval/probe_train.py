@@ -151,19 +151,6 @@ def flushed_denormals() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def probe_optimizer(model: nn.Module, params: ProbeParams) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only (not biases, norms or the query tokens)."""
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "query_tokens" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "query_tokens" in n]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": params.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=params.lr,
-    )
-
-
 @dataclass
 class ProbeResult:
     model: nn.Module
@@ -180,11 +167,12 @@ def train_probe(
     num_classes: int,
     embed_dim: int,
     seed: int = 0,
-    on_epoch: Callable[[int, float | None], None] | None = None,
+    on_epoch: Callable[[int, float | None, nn.Module], None] | None = None,
 ) -> ProbeResult:
     """Train a probe; keep the epoch with the best validation top-1 (the last one without val).
 
-    ``on_epoch(epoch, val_top1)`` runs after every epoch; an Optuna pruning callback raises there.
+    ``on_epoch(epoch, val_top1, model)`` runs after every epoch; an Optuna pruning callback
+    raises there, and a study of selection rules reads the model's state there.
     """
     with flushed_denormals():
         return _train_probe(train, val, params, num_classes, embed_dim, seed, on_epoch)
@@ -197,7 +185,7 @@ def _train_probe(
     num_classes: int,
     embed_dim: int,
     seed: int,
-    on_epoch: Callable[[int, float | None], None] | None,
+    on_epoch: Callable[[int, float | None, nn.Module], None] | None,
 ) -> ProbeResult:
     if len(train) == 0:
         raise UserError("probe: no training rows (label fraction too small?)")
@@ -211,7 +199,15 @@ def _train_probe(
         num_heads=params.num_heads,
         depth=params.depth,
     )
-    opt = probe_optimizer(model, params)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "query_tokens" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "query_tokens" in n]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": params.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=params.lr,
+    )
     steps_per_epoch = -(-len(train) // params.batch_size)
     epochs = params.epochs_for(len(train))
     total = steps_per_epoch * epochs
@@ -244,7 +240,7 @@ def _train_probe(
         if val_top1 is not None and val_top1 > best[0]:
             best = (val_top1, epoch, copy.deepcopy(model.state_dict()))
         if on_epoch is not None:
-            on_epoch(epoch, val_top1)
+            on_epoch(epoch, val_top1, model)
     if best[2] is not None:
         model.load_state_dict(best[2])
         return ProbeResult(model, best[1], best[0], history)

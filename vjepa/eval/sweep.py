@@ -342,7 +342,7 @@ def run_worker(
                     f"embed_dim {store.embed_dim}"
                 )
 
-        def report(epoch: int, val_top1: float | None, trial: Any = trial) -> None:
+        def report(epoch: int, val_top1: float | None, _model: Any, trial: Any = trial) -> None:
             trial.report(float(val_top1), epoch)
             trial.set_user_attr("heartbeat", time.time())
             if trial.should_prune():

@@ -32,6 +32,11 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
+def _with_packages(modules: set[str]) -> set[str]:
+    """``modules`` and their packages: importing ``a.b.c`` first runs ``a`` and ``a.b``."""
+    return modules | {m.rsplit(".", k)[0] for m in modules for k in range(1, m.count(".") + 1)}
+
+
 def _imported_modules(path: Path, module: str) -> set[str]:
     """Every ``vjepa`` module that ``path`` imports anywhere in its body."""
     found: set[str] = set()
@@ -48,16 +53,13 @@ def _imported_modules(path: Path, module: str) -> set[str]:
             found.add(base)
             # ``from vjepa.models import probe`` imports a submodule, not a name.
             found.update(f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}"))
-    ours = {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
-    # ``import a.b.c`` first runs ``a/__init__.py`` and ``a/b/__init__.py``
-    return ours | {m.rsplit(".", k)[0] for m in ours for k in range(1, m.count(".") + 1)}
+    return _with_packages({m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")})
 
 
 @cache
 def modules_run_by(kind: str) -> frozenset[str]:
     """The ``vjepa`` modules a stage of ``kind`` runs (closure over imports, plumbing removed)."""
-    stage = f"{PACKAGE}.stages.{kind}"
-    todo, seen = [stage, *(stage.rsplit(".", k)[0] for k in (1, 2))], set()
+    todo, seen = list(_with_packages({f"{PACKAGE}.stages.{kind}"})), set()
     while todo:
         module = todo.pop()
         path = _module_file(module)

@@ -169,6 +169,11 @@ def ensure_dvcignore(root: Path) -> None:
         )
 
 
+def read_stages(root: Path) -> dict[str, Any]:
+    """The stage entries of dvc.yaml ({} when there is none)."""
+    return _load(root / "dvc.yaml").get("stages") or {}
+
+
 def read_params(root: Path) -> dict[str, Any]:
     """params.yaml as a dict (empty when missing)."""
     return _load(root / "params.yaml")

@@ -296,7 +296,7 @@ def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
     for warning in compiled.warnings:
         view.warn(warning)
     if opts.dry_run:
-        todo = plan(root, compiled, opts.force, opts.force_all, known=_stages_in_dvc_yaml(root))
+        todo = plan(root, compiled, opts.force, opts.force_all, known=set(dvcio.read_stages(root)))
         return RunResult(compiled, planned=[s.name for s in todo])
     publish(root, [compiled])
     with run_lock(root):
@@ -380,11 +380,6 @@ def _execute(
     return runner.result
 
 
-def _stages_in_dvc_yaml(root: Path) -> set[str]:
-    """The stage names dvc.yaml holds now (the ones a dry run can ask DVC about)."""
-    return set(dvcio._load(root / "dvc.yaml").get("stages") or {})
-
-
 def exec_stage(root: Path, name: str) -> dict[str, Any]:
     """``vjepa-exp exec``: run stage ``name`` from its params.yaml section; publish its metrics copy."""
     from vjepa.stages import run_stage
@@ -398,7 +393,7 @@ def exec_stage(root: Path, name: str) -> dict[str, Any]:
     if name not in params:
         raise UserError(f"params.yaml has no section {name!r}: compile the spec first")
     config = params[name]
-    entry = (dvcio._load(root / "dvc.yaml").get("stages") or {}).get(name, {})
+    entry = dvcio.read_stages(root).get(name, {})
     persist = any(
         isinstance(o, dict) and any(v.get("persist") for v in o.values())
         for o in entry.get("outs", [])
