@@ -18,7 +18,7 @@ import time
 from vjepa.train.signals import stop_on_signals
 with stop_on_signals() as stop:
     print("ready", flush=True)
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         stop.is_set()
 print("stopped", stop.is_set(), flush=True)
@@ -26,7 +26,7 @@ print("stopped", stop.is_set(), flush=True)
 
 
 def test_a_burst_of_signals_sets_the_flag_and_the_block_ends_normally():
-    for sig in (signal.SIGUSR2, signal.SIGTERM):
+    for sig in (signal.SIGUSR2, signal.SIGTERM) * 3:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -52,5 +52,4 @@ def test_previous_handlers_come_back_after_the_block():
         os.kill(os.getpid(), signal.SIGUSR2)
         time.sleep(0.05)
         assert stop.is_set()
-        assert signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN  # later signals: ignored
     assert signal.getsignal(signal.SIGUSR2) == before

@@ -27,7 +27,7 @@ class PretrainInterrupted(RuntimeError):
 
 
 class StopFlag:
-    """A stop request that a signal handler may set: ``set`` only stores a bool.
+    """A stop request that a signal handler may set: setting it only stores a bool.
 
     A ``threading.Event`` is not safe here: its ``set`` takes a plain lock, and Python runs a
     handler between any two bytecodes, including inside the same handler. Two signals in a row
@@ -35,22 +35,24 @@ class StopFlag:
     the process inside the first ``Event.set``, and the preempted job hangs instead of saving.
     """
 
+    __slots__ = ("requested",)
+
     def __init__(self) -> None:
-        self._set = False
+        self.requested = False
 
     def set(self) -> None:
-        self._set = True
+        self.requested = True
 
     def is_set(self) -> bool:
-        return self._set
+        return self.requested
 
 
 @contextlib.contextmanager
 def stop_on_signals(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Iterator[StopFlag]:
     """Yield a flag that ``signals`` set; outside the main thread, no handlers are installed.
 
-    After the first signal the others are ignored until the block ends: the stop is decided, and
-    a burst of signals cannot nest handlers without bound.
+    The handler is a single store: a burst of signals may nest handler calls, and each one must
+    return at once (a heavier handler overflowed the stack under a burst).
     """
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
@@ -59,9 +61,7 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Itera
     previous = {sig: signal.getsignal(sig) for sig in signals}
 
     def handler(_signum: int, _frame: object) -> None:
-        flag.set()
-        for sig in signals:
-            signal.signal(sig, signal.SIG_IGN)
+        flag.requested = True
 
     for sig in signals:
         signal.signal(sig, handler)
