@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vjepa.data.clips import ClipDataset, clip_indices, collate
-from vjepa.data.index import build_index, read_index
+from vjepa.data.clips import ClipDataset, clip_indices, collate, count_frames
+from vjepa.data.index import build_dataset_index, build_index, read_index
 from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform
 from vjepa.data.video import read_frames
 from vjepa.errors import DataError
@@ -128,3 +128,51 @@ def test_all_files_failing_is_a_clear_error_not_a_loop(tmp_path):
     with pytest.raises(DataError, match="5 consecutive samples failed"):
         ds[0]
     assert ds.skipped_count == 5
+
+
+def test_unprobed_records_read_like_probed_ones_and_broken_files_are_skipped(bad_tree, tmp_path):
+    good = sorted(p for p in bad_tree.glob("*/v*.mp4"))
+    csv = tmp_path / "acts.csv"
+    lines = [f"{p} {i}" for i, p in enumerate(good[:2])]
+    lines += [f"{bad_tree / 'walk' / 'empty.mp4'} 0", f"{bad_tree / 'run' / 'notes.mp4'} 1"]
+    lines += [f"{good[2]} 2", f"{bad_tree / 'walk' / 'still.png'} 3"]
+    csv.write_text("\n".join(lines) + "\n")
+    build_dataset_index("acts", {"train": [csv]}, tmp_path / "none", probe="none")
+    build_dataset_index("acts", {"train": [csv]}, tmp_path / "full", probe="full", workers=1)
+    unprobed = read_index(tmp_path / "none" / "index.parquet", task="acts", split="train")
+    probed = read_index(tmp_path / "full" / "index.parquet", task="acts", split="train")
+    assert len(unprobed) == 6 and len(probed) == 4  # the probe dropped the two broken files
+    kw = dict(frames_per_clip=4, frame_step=3, num_clips=2, random_clip=True, target_fps=4.0)
+    lazy, known = ClipDataset(unprobed, **kw), ClipDataset(probed, **kw)
+    items = [lazy[i] for i in range(len(lazy))]
+    assert [it["index"] for it in items] == [0, 1, 4, 4, 4, 5]
+    assert [it["skipped"] for it in items] == [False, False, True, True, False, False]
+    assert lazy.skipped_count == 3  # item 2: empty.mp4 then notes.mp4; item 3: notes.mp4
+    assert {p for p, _ in lazy.failed} == {str(bad_tree / "walk" / "empty.mp4"),
+                                           str(bad_tree / "run" / "notes.mp4")}  # fmt: skip
+    # the frame count read from the file gives the clips the probe would have given
+    for i_lazy, i_known in ((0, 0), (1, 1), (4, 2), (5, 3)):
+        assert unprobed[i_lazy]["path"] == probed[i_known]["path"]
+        assert torch.equal(lazy.load(i_lazy), known.load(i_known))
+
+
+def test_count_frames_without_a_header_count(tmp_path):
+    import av
+
+    frames = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "clip.mkv"
+    with av.open(str(path), "w", format="matroska") as c:
+        s = c.add_stream("libx264", rate=8)
+        s.width = s.height = 32
+        s.pix_fmt = "yuv420p"
+        for i, rgb in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    with av.open(str(path)) as c:
+        assert not c.streams.video[0].frames  # Matroska stores no frame count
+    assert count_frames(str(path)) == (12, 8.0)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty file"):
+        count_frames(str(tmp_path / "empty.mp4"))

@@ -173,7 +173,8 @@ def test_shipped_experiments_compile() -> None:
 def test_paper_spec_needs_deferred_path_checks() -> None:
     spec = REPO / "experiments" / "paper_vitl16.yaml"
     with pytest.raises(
-        SpecError, match=r"paper_vitl16.yaml: data.source: file not found: /datasets"
+        SpecError,
+        match=r"paper_vitl16.yaml: data.datasets.k400.train: file not found: /datasets/vjepa/k400/train.csv \(set data.root=DIR",
     ):
         compile_spec(spec, [], REPO)
     c = compile_spec(spec, [], REPO, check_paths=False)
@@ -238,7 +239,7 @@ BAD: list[tuple[str | None, list[str], str]] = [
     (
         GOOD.replace("tasks: [motion]", "tasks: [motoin]"),
         [],
-        "tasks[0]: no evaluation protocol for task 'motoin' in eval (did you mean 'motion'?)",
+        "tasks[0]: 'motoin' is not a dataset in data.datasets or a task of the synthetic benchmark (did you mean 'motion'?)",
     ),
     (
         GOOD.replace("[feature, pixel]", "[feature, pixels]"),
@@ -281,7 +282,7 @@ BAD: list[tuple[str | None, list[str], str]] = [
         [],
         "data.source: file not found: data/none.csv",
     ),
-    (GOOD + "data: {source: data/x.csv}\n", [], "data: set exactly one of data.synth"),
+    (GOOD + "data: {source: data/x.csv}\n", [], "data: set one of data.synth"),
     (GOOD.replace("name: tiny", "name: My Exp"), [], "name: expected a name of lower-case letters"),
     (
         GOOD.replace("random_init: {encoder: random}", "feature: {encoder: random}").replace(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -97,6 +98,7 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self.skipped_count = 0
         self.failed: list[tuple[str, str]] = []
+        self._facts: dict[int, tuple[int, float]] = {}  # frame facts of unprobed records
 
     def __len__(self) -> int:
         return len(self.records)
@@ -121,7 +123,11 @@ class ClipDataset(Dataset):
             still = np.repeat(read_image(rec["path"])[None], self.frames_per_clip, axis=0)
             clips = [still] * self.num_clips
         else:
-            n = int(rec.get("num_frames") or 0)
+            if rec.get("num_frames") is None:  # unprobed (indexed with probe "none"): count now
+                n, fps = self._frame_facts(index)
+                rec = {**rec, "fps": fps}
+            else:
+                n = int(rec["num_frames"])
             if n < 1:
                 raise DataError(f"{rec['path']}: no frame count in the index record")
             idx = clip_indices(
@@ -131,6 +137,12 @@ class ClipDataset(Dataset):
             clips = np.split(frames, self.num_clips)
         views = [self._apply(c, rng) for c in clips]
         return torch.stack(views)
+
+    def _frame_facts(self, index: int) -> tuple[int, float]:
+        """(frames, fps) of an unprobed record, read from its file once per process."""
+        if index not in self._facts:
+            self._facts[index] = count_frames(self.records[index]["path"])
+        return self._facts[index]
 
     def _apply(self, clip: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         if self.transform is None:
@@ -168,6 +180,34 @@ class ClipDataset(Dataset):
         seen = dict(self.failed)
         head = f"{self.skipped_count} skipped reads, {len(seen)} distinct files"
         return "\n".join([head, *(f"  {p}: {why}" for p, why in seen.items())])
+
+
+def count_frames(path: str) -> tuple[int, float]:
+    """(frames, fps) of a video the index did not probe; raises if it cannot be read.
+
+    The header's frame count, else duration x rate, else its video packets counted (demuxing
+    only, no decoding). A count a frame too high is harmless: reads past the end repeat the
+    last frame.
+    """
+    import av
+
+    if os.path.getsize(path) == 0:
+        raise ValueError("empty file (0 bytes)")
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        n = int(stream.frames or 0)
+        if n == 0 and fps > 0:
+            if stream.duration:
+                n = round(float(stream.duration * stream.time_base) * fps)
+            elif container.duration:
+                n = round(container.duration / av.time_base * fps)
+        if n == 0:
+            container.seek(0)
+            n = sum(1 for p in container.demux(stream) if p.size)
+    return n, fps
 
 
 def _is_image(rec: dict) -> bool:

@@ -1,25 +1,45 @@
 """The data index: one Parquet row per (file, task) with stream facts and a health status.
 
-Sources: a synthetic benchmark folder (``synth.json``), a reference-format CSV (``path label``
-per line), or a class-per-folder tree (``ROOT/<class>/<file>`` or ``ROOT/<split>/<class>/<file>``).
-Every file is probed with PyAV in worker processes; files that cannot be decoded become rows with
-``status="bad"`` and the reason, so one broken file never stops a build of millions.
+Two builders. ``build_dataset_index`` indexes a named dataset whose splits are lists of sources
+(reference-format CSVs or class-per-folder trees, ``vjepa/data/sources.py``). ``build_index``
+indexes one source: a synthetic benchmark folder (``synth.json``), a CSV, or a tree
+(``ROOT/<class>/<file>`` or ``ROOT/<split>/<class>/<file>``), taking task and split from names.
+
+``probe="full"`` probes every file with PyAV in worker processes; files that cannot be decoded
+become rows with ``status="bad"`` and the reason, so one broken file never stops a build of
+millions. A previous index at the output path is reused: a file whose (path, bytes, mtime) are
+unchanged is not probed again. ``probe="none"`` trusts the listing, as the reference does (a
+million-file probe costs hours): rows are ``status="unprobed"`` with null stream facts, and a
+broken file is found, skipped and counted when ``ClipDataset`` reads it.
 
 Entries stream through in chunks and each chunk is one Parquet row group, so memory stays bounded
-by the chunk size (plus the cache of a previous index). A previous index at the output path is
-reused: a file whose (path, bytes, mtime) are unchanged is not probed again.
+by the chunk size (plus the cache of a previous index). ``read_index`` scans lazily with the
+task/split filter pushed down, so one split of a million-row index is read without the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
+import itertools
+import operator
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vjepa.data.sources import (
+    Entry,
+    SourceInfo,
+    inspect_source,
+    iter_chunks,
+    iter_entries,
+    label_outside_error,
+)
 from vjepa.errors import DataError
 
 COLUMNS = (
@@ -45,34 +65,28 @@ COLUMNS = (
 )
 OPTIONAL = ("group",)  # absent in indexes written before it existed: read as null
 PROBED = ("media", "num_frames", "fps", "duration_s", "width", "height", "codec", "status", "error")
-CHUNK = 2048  # entries per row group
+CHUNK = 2048  # entries per row group of a probed index
+UNPROBED_CHUNK = 65536  # rows per row group of an unprobed index
+USABLE = ("ok", "unprobed")  # the statuses ``read_index(ok_only=True)`` keeps
+PROBES = ("full", "none")
+SHARED = frozenset({"task", "label_name", "split", "media", "codec", "status", "error"})
 _SPLIT_WORD = re.compile(r"(?:^|[_\-.])(train|val|test)(?:$|[_\-.])")
 
 
 @dataclass
-class Entry:
-    """A file to index under one task, before probing."""
-
-    path: str
-    task: str
-    label: int
-    label_name: str | None
-    split: str
-    group: str | None = None
-
-
-@dataclass
 class IndexSummary:
-    """What ``build_index`` did."""
+    """What ``build_index`` / ``build_dataset_index`` did."""
 
     out: Path
     rows: int = 0
     ok: int = 0
     bad: int = 0
-    files: int = 0
+    files: int = 0  # distinct files per chunk, summed (probe "none": rows; it reads no file)
     probed: int = 0  # files probed now
     reused: int = 0  # files whose probe came from the previous index
     bad_files: list[tuple[str, str]] = field(default_factory=list)  # first 100 (path, error)
+    unprobed: int = 0  # rows written with status "unprobed" (probe "none")
+    splits: dict[str, int] = field(default_factory=dict)  # rows per split
 
 
 def schema():
@@ -133,19 +147,8 @@ def _iter_csv(src: Path, split: str | None) -> Iterator[Entry]:
         else src.stem
     )
     task = task or "default"
-    with open(src) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            path, _, label = line.strip().rpartition(" ")
-            try:
-                value = int(label)
-            except ValueError:
-                raise DataError(f"{src}:{lineno}: expected '<path> <int label>'") from None
-            if not path:
-                raise DataError(f"{src}:{lineno}: expected '<path> <int label>'")
-            full = Path(path) if Path(path).is_absolute() else src.parent / path
-            yield Entry(str(full.absolute()), task, value, None, name_split or split or "train")
+    info = SourceInfo(str(src.absolute()), "csv", -1, None, ())  # the grammar of sources.py
+    yield from iter_entries(info, task, name_split or split or "train")
 
 
 def _iter_tree(root: Path, split: str | None) -> Iterator[Entry]:
@@ -205,8 +208,10 @@ def _load_cache(out: Path) -> dict[str, dict]:
 
     if not out.is_file():
         return {}
-    try:
-        table = pq.read_table(out, columns=["path", "bytes", "mtime", *PROBED])
+    try:  # unprobed rows have nothing to reuse
+        table = pq.read_table(
+            out, columns=["path", "bytes", "mtime", *PROBED], filters=[("status", "!=", "unprobed")]
+        )
     except Exception:
         return {}
     return {r["path"]: r for r in table.to_pylist()}
@@ -223,34 +228,173 @@ def build_index(
     split: str | None = None,
     progress: bool = True,
 ) -> IndexSummary:
-    """Index ``source`` into the Parquet file ``out`` (published atomically)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from rich.progress import Progress
-
-    from vjepa.utils.io import atomic_path
-
+    """Index one ``source`` into the Parquet file ``out`` (published atomically), probing all."""
     out = Path(out)
     entries = iter_source(source, split)
     first = next(entries, None)  # raises DataError early for a bad source
     if first is None:
         raise DataError(f"{source}: no files to index")
-    cache = _load_cache(out)
     summary = IndexSummary(out)
+    with _writer(out, progress) as (writer, advance):
+        _write_probed(writer, _chain(first, entries), _load_cache(out), workers, summary, advance)
+    return summary
+
+
+def build_dataset_index(
+    name: str,
+    splits: Mapping[str, Sequence[str | os.PathLike[str]]],
+    out: str | os.PathLike[str],
+    *,
+    num_classes: int | None = None,
+    probe: str = "full",
+    workers: int = 2,
+    progress: bool = False,
+) -> IndexSummary:
+    """Index dataset ``name`` (split -> its sources, in order) into ``out/index.parquet``.
+
+    ``out`` is the folder, or the index file itself when it ends in ``.parquet``.
+
+    Every row gets ``task=name`` and its split; trees of the dataset share the sorted union of
+    their class names. Every source is inspected (and the labels checked against
+    ``num_classes``) before a row is written, so a bad line fails in seconds, not after a probe.
+    """
+    if probe not in PROBES:
+        raise DataError(f"{name}: probe must be one of {', '.join(PROBES)}, got {probe!r}")
+    if not splits:
+        raise DataError(f"{name}: no splits to index")
+    infos: dict[str, list[SourceInfo]] = {}
+    for split, sources in splits.items():
+        if not sources:
+            raise DataError(f"{name}.{split}: no data sources")
+        infos[split] = [inspect_source(src) for src in sources]
+    _, classes = dataset_classes([i for group in infos.values() for i in group], num_classes, name)
+    target = Path(out) if Path(out).suffix == ".parquet" else Path(out) / "index.parquet"
+    summary = IndexSummary(target)
+    with _writer(target, progress) as (writer, advance):
+        if probe == "none":
+            _write_unprobed(writer, name, infos, classes, summary, advance)
+        else:
+            entries = (
+                entry
+                for split, group in infos.items()
+                for info in group
+                for entry in iter_entries(info, name, split, classes)
+            )
+            _write_probed(writer, entries, _load_cache(target), workers, summary, advance)
+    return summary
+
+
+def dataset_classes(
+    infos: Sequence[SourceInfo], num_classes: int | None, where: str
+) -> tuple[int, tuple[str, ...]]:
+    """``(num_classes, class_names)`` of a dataset's sources (all its splits).
+
+    CSVs: the largest label + 1, or ``num_classes`` when given (a label outside it raises, naming
+    its line); no names. Trees: the sorted union of their class folder names (so every split
+    labels a class the same), and their count, or ``num_classes`` when given and not smaller.
+    """
+    if not infos:
+        raise DataError(f"{where}: no data sources")
+    if num_classes is not None and num_classes < 1:
+        raise DataError(f"{where}: num_classes must be >= 1, got {num_classes}")
+    csvs = [i for i in infos if i.kind == "csv"]
+    if csvs and len(csvs) < len(infos):
+        raise DataError(f"{where}: mixes CSV and folder sources (their labels would not agree)")
+    if csvs:
+        if num_classes is None:
+            return max(int(i.max_label or 0) for i in csvs) + 1, ()
+        for info in csvs:
+            if info.max_label is not None and info.max_label >= num_classes:
+                raise label_outside_error(info, num_classes)
+        return num_classes, ()
+    names = tuple(sorted({name for i in infos for name in i.classes}))
+    if num_classes is not None and len(names) > num_classes:
+        raise DataError(f"{where}: {len(names)} classes found, num_classes is {num_classes}")
+    return (num_classes if num_classes is not None else len(names)), names
+
+
+@contextlib.contextmanager
+def _writer(out: Path, progress: bool) -> Iterator[tuple[Any, Any]]:
+    """A Parquet writer on a temporary file published as ``out`` on success, and a progress step."""
+    import pyarrow.parquet as pq
+    from rich.progress import Progress
+
+    from vjepa.utils.io import atomic_path
+
+    with atomic_path(out) as tmp, Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("index", total=None)
+        writer = pq.ParquetWriter(tmp, schema())
+        try:
+            yield writer, lambda n: bar.advance(task, n)
+        finally:
+            writer.close()
+
+
+def _write_probed(
+    writer: Any,
+    entries: Iterator[Entry],
+    cache: dict[str, dict],
+    workers: int,
+    summary: IndexSummary,
+    advance: Any,
+) -> None:
+    """Probe ``entries`` (reusing unchanged probes of ``cache``), one row group per chunk."""
+    import pyarrow as pa
+
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
-        with atomic_path(out) as tmp, Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("index", total=None)
-            writer = pq.ParquetWriter(tmp, schema())
-            for chunk in _chunks(_chain(first, entries), CHUNK):
-                rows = _index_chunk(chunk, cache, pool, summary)
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema()))
-                bar.advance(task, len(chunk))
-            writer.close()
+        for chunk in _chunks(entries, CHUNK):
+            rows = _index_chunk(chunk, cache, pool, summary)
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema()))
+            advance(len(chunk))
     finally:
         if pool is not None:
             pool.shutdown()
-    return summary
+
+
+def _write_unprobed(
+    writer: Any,
+    task: str,
+    infos: Mapping[str, Sequence[SourceInfo]],
+    classes: Sequence[str],
+    summary: IndexSummary,
+    advance: Any,
+) -> None:
+    """Rows of every source as they are listed, built as Arrow columns (no object per row)."""
+    for split, group in infos.items():
+        for info in group:
+            for paths, labels, names in iter_chunks(info, classes, UNPROBED_CHUNK):
+                writer.write_table(_unprobed_table(paths, labels, names, task, split))
+                n = len(paths)
+                summary.rows += n
+                summary.files += n
+                summary.unprobed += n
+                summary.splits[split] = summary.splits.get(split, 0) + n
+                advance(n)
+
+
+def _unprobed_table(
+    paths: list[str], labels: list[int], names: list[str] | None, task: str, split: str
+) -> Any:
+    import pyarrow as pa
+
+    from vjepa.data.video import IMAGE_EXTS
+
+    n = len(paths)
+    # the text from the last dot: a folder's dot gives "...x/y", which no extension equals
+    media = ["image" if p[p.rfind(".") :].lower() in IMAGE_EXTS else "video" for p in paths]
+    given = {
+        "path": pa.array(paths, pa.string()),
+        "task": pa.array([task] * n, pa.string()),
+        "label": pa.array(labels, pa.int64()),
+        "label_name": pa.array(names, pa.string()) if names is not None else None,
+        "split": pa.array([split] * n, pa.string()),
+        "media": pa.array(media, pa.string()),
+        "status": pa.array(["unprobed"] * n, pa.string()),
+    }
+    sch = schema()
+    columns = [given[f.name] if given.get(f.name) is not None else pa.nulls(n, f.type) for f in sch]
+    return pa.Table.from_arrays(columns, schema=sch)
 
 
 def _chain(first: Entry, rest: Iterator[Entry]) -> Iterator[Entry]:
@@ -305,6 +449,7 @@ def _index_chunk(
         }  # fmt: skip
         rows.append(row)
         summary.rows += 1
+        summary.splits[e.split] = summary.splits.get(e.split, 0) + 1
         if row["status"] == "ok":
             summary.ok += 1
         else:
@@ -324,48 +469,114 @@ def read_index(
     split: str | None = None,
     ok_only: bool = True,
 ) -> list[dict]:
-    """Rows of an index as dicts, filtered by task, split and (by default) ``status == "ok"``."""
-    import pyarrow.parquet as pq
+    """Rows of an index as dicts, filtered by task, split and (by default) a usable status.
 
-    path = Path(path)
+    Usable: ``"ok"`` (probed) or ``"unprobed"`` (listed, checked when read). The filter is pushed
+    into the Parquet scan: row groups of other tasks and splits are skipped by their statistics,
+    and only the selected rows become Python objects.
+    """
+    table = _scan(Path(path), task, split, ok_only)
+    names = table.column_names
+    batches = table.to_batches(max_chunksize=CHUNK * 16)[::-1]
+    del table  # each batch is freed once it is converted: peak memory is the dicts, not 2x
+    rows: list[dict] = []
+    with _gc_paused():  # a million new dicts would run the cycle collector over and over
+        while batches:
+            batch = batches.pop()
+            columns = [_pylist(batch.column(i), n in SHARED) for i, n in enumerate(names)]
+            rows.extend(map(dict, map(zip, itertools.repeat(names), zip(*columns, strict=True))))
+            del batch, columns
+    absent = [n for n in OPTIONAL if n not in names]
+    for r in rows:
+        for name in absent:
+            r[name] = None
+    return rows
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _pylist(column: Any, shared: bool) -> list:
+    """A column as Python values; ``shared``: one str object per distinct value, not per row.
+
+    Task, split, status and the like repeat on every row: sharing their strings saves ~200 MB
+    and a second per million rows read.
+    """
+    if column.null_count == len(column):
+        return [None] * len(column)
+    if not shared:
+        return column.to_pylist()
+    encoded = column.dictionary_encode()
+    lookup = [*encoded.dictionary.to_pylist(), None]
+    codes = encoded.indices.fill_null(len(lookup) - 1).to_numpy(zero_copy_only=False)
+    return list(map(lookup.__getitem__, codes.tolist()))
+
+
+def _scan(path: Path, task: str | None, split: str | None, ok_only: bool) -> Any:
+    """The selected rows of an index as an Arrow table (every column of the file)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
     if not path.is_file():
         raise DataError(f"{path}: index not found")
+    unreadable = f"{path}: not a readable Parquet index"
     try:
-        table = pq.read_table(path)
+        data = ds.dataset(str(path), format="parquet")
     except Exception as exc:
-        raise DataError(f"{path}: not a readable Parquet index ({type(exc).__name__})") from None
-    missing = [n for n, _ in COLUMNS if n not in table.column_names and n not in OPTIONAL]
+        raise DataError(f"{unreadable} ({type(exc).__name__})") from None
+    present = data.schema.names
+    missing = [n for n, _ in COLUMNS if n not in present and n not in OPTIONAL]
     if missing:
         raise DataError(f"{path}: not a data index (missing columns {', '.join(missing)})")
-    rows = table.to_pylist()
-    for name in OPTIONAL:
-        if name not in table.column_names:
-            for r in rows:
-                r[name] = None
+    conditions = []
     if task is not None:
-        tasks = {r["task"] for r in rows}
-        if task not in tasks:
-            raise DataError(f"{path}: no task {task!r} (has {', '.join(sorted(tasks))})")
-    return [
-        r
-        for r in rows
-        if (task is None or r["task"] == task)
-        and (split is None or r["split"] == split)
-        and (not ok_only or r["status"] == "ok")
-    ]
+        conditions.append(pc.field("task") == task)
+    if split is not None:
+        conditions.append(pc.field("split") == split)
+    if ok_only:
+        conditions.append(pc.field("status").isin(list(USABLE)))
+    where = functools.reduce(operator.and_, conditions) if conditions else None
+    try:
+        table = data.to_table(filter=where)
+        if task is not None and table.num_rows == 0:
+            tasks = set(pc.unique(data.to_table(columns=["task"]).column("task")).to_pylist())
+            if task not in tasks:
+                have = ", ".join(sorted(t for t in tasks if t is not None))
+                raise DataError(f"{path}: no task {task!r} (has {have})")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{unreadable} ({type(exc).__name__})") from None
+    return table
 
 
 def index_report(path: str | os.PathLike[str]) -> dict:
-    """Counts per (task, split, label) of ok rows, and the bad files, for ``data show``."""
-    rows = read_index(path, ok_only=False)
+    """Counts per (task, split, label) of usable rows, and the bad files, for ``data show``."""
+    import pyarrow.compute as pc
+
+    table = _scan(Path(path), None, None, ok_only=False)
+    usable = table.filter(pc.is_in(table.column("status"), value_set=_usable_set()))
+    keys = ["task", "split", "label", "label_name"]
+    grouped = usable.select([*keys, "path"]).group_by(keys, use_threads=False)
     counts: dict[tuple[str, str], dict[tuple[int, str | None], int]] = {}
-    bad: dict[str, str] = {}
-    for r in rows:
-        if r["status"] != "ok":
-            bad[r["path"]] = r["error"]
-            continue
-        key = (r["task"], r["split"])
-        label = (r["label"], r["label_name"])
-        counts.setdefault(key, {})
-        counts[key][label] = counts[key].get(label, 0) + 1
-    return {"rows": len(rows), "counts": counts, "bad": bad}
+    for r in grouped.aggregate([("path", "count")]).to_pylist():
+        counts.setdefault((r["task"], r["split"]), {})[(r["label"], r["label_name"])] = r[
+            "path_count"
+        ]
+    bad_rows = table.filter(pc.equal(table.column("status"), "bad")).select(["path", "error"])
+    bad = dict(zip(*(bad_rows.column(n).to_pylist() for n in ("path", "error")), strict=True))
+    return {"rows": table.num_rows, "counts": counts, "bad": bad}
+
+
+def _usable_set() -> Any:
+    import pyarrow as pa
+
+    return pa.array(USABLE, pa.string())

@@ -11,10 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vjepa.data.synth import TASKS as SYNTH_TASKS
 from vjepa.pipeline import schema
 from vjepa.pipeline.compose import Composer
+from vjepa.pipeline.datasets import Dataset, check, missing_sources, resolve
 from vjepa.pipeline.graph import Graph, Stage, slug
+from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import Spec, Value, load_spec
+
+
+def _eval_split(wanted: str, splits: dict[str, Any]) -> str:
+    """``auto``: a dataset's test split when it has one, else its val split."""
+    if wanted != "auto":
+        return wanted
+    return "test" if "test" in splits else "val"
 
 
 @dataclass
@@ -85,8 +95,9 @@ class _Builder:
         self.variants: list[str] = []
         self.warnings: list[str] = []
         self.composer: Composer | None = None
+        self.checked: set[str] = set()  # datasets whose sources were read already
 
-    def _path(self, key: str, value: str) -> None:
+    def _path(self, key: str, value: str, hint: str = "") -> None:
         """A file the stages will read must exist (a warning when checks are deferred)."""
         path = Path(value) if Path(value).is_absolute() else self.root / value
         if path.exists():
@@ -94,41 +105,119 @@ class _Builder:
         if self.check_paths:
             raise self.spec.error(
                 key,
-                f"file not found: {value} (use --no-check-paths to compile for another machine)",
+                f"file not found: {value} ({hint}use --no-check-paths to compile for another "
+                "machine)",
             )
         warning = f"{self.spec.file}: {key}: file not found: {value} (not checked)"
         if warning not in self.warnings:
             self.warnings.append(warning)
 
-    def _data(self, cfg: dict[str, Any]) -> Stage:
+    def _legacy_data(self, cfg: dict[str, Any]) -> Stage | None:
+        """The stage of ``data.synth`` or ``data.source`` (one index for its tasks), if set."""
         data = cfg["data"]
+        config = {key: data[key] for key in ("synth", "source", "workers")}
         if data["source"] is not None:
             self._path("data.source", data["source"])
-            label = slug(Path(data["source"]).stem)
-        else:
-            label = "synth"
-        return self.graph.add(Stage("data", label, data))
+            return self.graph.add(Stage("data", slug(Path(data["source"]).stem), config))
+        if data["synth"] is not None:
+            return self.graph.add(Stage("data", "synth", config))
+        return None
 
-    def _check_tasks(self, cfg: dict[str, Any]) -> None:
-        protocols = cfg["eval"]["protocols"]
+    def _datasets(self, cfg: dict[str, Any]) -> dict[str, Dataset]:
+        try:
+            return resolve(cfg["data"], self.root)
+        except Invalid as exc:
+            raise self.spec.error(exc.path, exc.message) from None
+
+    def _dataset_data(self, cfg: dict[str, Any], dataset: Dataset) -> Stage:
+        """The data stage of one named dataset, its sources checked first."""
+        missing = missing_sources(dataset, self.root)
+        for key, source in missing:
+            self._path(key, source, "set data.root=DIR to where the datasets live, or ")
+        if self.check_paths and dataset.name not in self.checked:
+            try:
+                check(dataset, self.root)
+            except Invalid as exc:
+                raise self.spec.error(exc.path, exc.message) from None
+            self.checked.add(dataset.name)
+        config = dataset.stage_config(cfg["data"])
+        return self.graph.add(Stage("data", slug(dataset.name), config))
+
+    def _task_data(self, cfg: dict[str, Any]) -> dict[str, tuple[Stage, str, dict[str, Any]]]:
+        """task -> (its data stage, its evaluation split, its protocol); checks every task."""
+        ev = cfg["eval"]
+        datasets = self._datasets(cfg)
+        legacy = None
+        out = {}
         for i, task in enumerate(self.spec.tasks):
-            if task not in protocols:
-                raise self.spec.error(
-                    f"tasks[{i}]",
-                    f"no evaluation protocol for task {task!r} in eval"
-                    f"{schema.suggest(task, protocols)}",
+            protocol = ev["protocols"].get(task, ev["default_protocol"])
+            if task in datasets:
+                dataset = datasets[task]
+                split = _eval_split(ev["eval_split"], dataset.splits)
+                for key, wanted in (("train_split", ev["train_split"]), ("eval_split", split)):
+                    if wanted not in dataset.splits:
+                        raise self.spec.error(
+                            f"tasks[{i}]",
+                            f"dataset {task!r} has no {wanted!r} split (eval.{key}; it has "
+                            f"{', '.join(dataset.splits)})",
+                        )
+                out[task] = (self._dataset_data(cfg, dataset), split, protocol)
+                continue
+            legacy = legacy or self._legacy_data(cfg)
+            known = list(datasets) + (list(SYNTH_TASKS) if cfg["data"]["synth"] else [])
+            if legacy is None or (cfg["data"]["synth"] is not None and task not in SYNTH_TASKS):
+                what = "a dataset in data.datasets" + (
+                    " or a task of the synthetic benchmark" if cfg["data"]["synth"] else ""
                 )
+                raise self.spec.error(
+                    f"tasks[{i}]", f"{task!r} is not {what}{schema.suggest(task, known)}"
+                )
+            split = "test" if ev["eval_split"] == "auto" else ev["eval_split"]
+            out[task] = (legacy, split, protocol)
+        return out
+
+    def _pretrain_data(self, cfg: dict[str, Any]) -> tuple[dict[str, Any], tuple[Stage, ...]]:
+        """The pretrain stage's ``data`` section and its data stages: one index, or a mixture."""
+        wanted = cfg["pretrain"]["data"].get("datasets")
+        base = {k: v for k, v in cfg["pretrain"]["data"].items() if k != "datasets"}
+        legacy = self._legacy_data(cfg) if wanted is None else None
+        if legacy is not None:
+            return {"index": f"{legacy.out}/index.parquet", **base}, (legacy,)
+        datasets = self._datasets(cfg)
+        split = base["split"]
+        if wanted is None:  # every dataset with that split, concatenated
+            wanted = [name for name, ds in datasets.items() if split in ds.splits]
+            if not wanted:
+                raise self.spec.error(
+                    "pretrain.data.datasets",
+                    f"no dataset has a {split!r} split to pretrain on (data.datasets)",
+                )
+        weights = wanted if isinstance(wanted, dict) else dict.fromkeys(wanted)
+        mixture, stages = [], []
+        for name, weight in weights.items():
+            where = f"pretrain.data.datasets.{name}"
+            if name not in datasets:
+                raise self.spec.error(
+                    where,
+                    f"no dataset {name!r} in data.datasets{schema.suggest(name, datasets)}",
+                )
+            if split not in datasets[name].splits:
+                raise self.spec.error(where, f"dataset {name!r} has no {split!r} split")
+            stage = self._dataset_data(cfg, datasets[name])
+            stages.append(stage)
+            mixture.append({"index": f"{stage.out}/index.parquet", "task": name, "weight": weight})
+        return {"mixture": mixture, "split": split}, tuple(stages)
 
     def add_variant(self, cfg: dict[str, Any], variant: str, labels: dict[str, Any]) -> None:
-        self._check_tasks(cfg)
+        tasks = self._task_data(cfg)
         self.variants.append(variant)
-        data = self._data(cfg)
+        pre_data, data_stages = self._pretrain_data(cfg)
         for seed in self.spec.seeds:
             pre = {k: v for k, v in cfg["pretrain"].items() if k not in ("clip", "data")}
             if self.spec.seed_scope == "pretrain":
                 pre["seed"] = seed
             config = {
-                "data": {"index": f"{data.out}/index.parquet", **cfg["pretrain"]["data"]},
+                "data": pre_data,
                 "clip": cfg["pretrain"]["clip"],
                 "model": cfg["model"],
                 "masking": cfg["masking"],
@@ -137,7 +226,7 @@ class _Builder:
             label = slug(
                 cfg["model"]["name"], cfg["masking"]["name"], pre["target"], f"s{pre['seed']}"
             )
-            pretrain = self.graph.add(Stage("pretrain", label, config, (data,), persist=True))
+            pretrain = self.graph.add(Stage("pretrain", label, config, data_stages, persist=True))
             encoder = _Encoder(
                 {
                     "source": "checkpoint",
@@ -148,13 +237,12 @@ class _Builder:
                 label,
                 (pretrain,),
             )
-            self._evaluate(cfg, data, encoder, seed, {"variant": variant, **labels})
+            self._evaluate(cfg, tasks, encoder, seed, {"variant": variant, **labels})
 
     def add_baseline(
         self, cfg: dict[str, Any], name: str, baseline: dict[str, Any], labels: dict[str, Any]
     ) -> None:
-        self._check_tasks(cfg)
-        data = self._data(cfg)
+        tasks = self._task_data(cfg)
         for seed in self.spec.seeds:
             if baseline["encoder"] == "random":
                 enc_seed = seed if self.spec.seed_scope == "pretrain" else 0
@@ -175,28 +263,37 @@ class _Builder:
                     slug("official", Path(baseline["path"]).stem),
                     (),
                 )
-            self._evaluate(cfg, data, encoder, seed, {"variant": name, **labels})
+            self._evaluate(cfg, tasks, encoder, seed, {"variant": name, **labels})
 
     def _evaluate(
-        self, cfg: dict[str, Any], data: Stage, encoder: _Encoder, seed: int, labels: dict[str, Any]
+        self,
+        cfg: dict[str, Any],
+        tasks: dict[str, tuple[Stage, str, dict[str, Any]]],
+        encoder: _Encoder,
+        seed: int,
+        labels: dict[str, Any],
     ) -> None:
         ev = cfg["eval"]
         for task in self.spec.tasks:
+            data, eval_split, protocol = tasks[task]
             extracts = {}
-            for split in (ev["train_split"], ev["eval_split"]):
+            for split in (ev["train_split"], eval_split):
                 config = {
                     "encoder": encoder.config,
                     "model": cfg["model"],
                     "data": {"index": f"{data.out}/index.parquet", "task": task, "split": split},
-                    "protocol": ev["protocols"][task],
+                    "protocol": protocol,
                     "dtype": ev["dtype"],
                     "batch_size": ev["batch_size"],
                 }
+                num_classes = data.config.get("num_classes")
+                if num_classes is not None:
+                    config["data"]["num_classes"] = num_classes
                 label = slug(encoder.label, task, split)
                 extracts[split] = self.graph.add(
                     Stage("extract", label, config, (data, *encoder.inputs))
                 )
-            train, test = extracts[ev["train_split"]], extracts[ev["eval_split"]]
+            train, test = extracts[ev["train_split"]], extracts[eval_split]
             for fraction in self.spec.label_fractions:
                 config = {
                     "features": {"train": f"{train.out}/features", "eval": f"{test.out}/features"},

@@ -124,9 +124,11 @@ def check_combinations(cfg: dict[str, Any]) -> None:
             model["tubelet_size"],
         )
     data = cfg["data"]
-    if (data["synth"] is None) == (data["source"] is None):
+    if data["synth"] is not None and data["source"] is not None:
+        raise Invalid("data", "set one of data.synth (generate) and data.source (index a dataset)")
+    if data["synth"] is None and data["source"] is None and not data["datasets"]:
         raise Invalid(
-            "data", "set exactly one of data.synth (generate) and data.source (index a dataset)"
+            "data", "no data: set data.datasets (named datasets), data.synth or data.source"
         )
     for name, param in cfg["sweep"]["space"].items():
         where = f"sweep.space.{name}"

@@ -49,6 +49,11 @@ def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:
         and not Path(stage.config["source"]).is_absolute()
     ):
         deps.append(stage.config["source"])
+    if stage.kind == "data" and stage.config.get("dataset"):
+        # a CSV is hashed cheaply; a folder of a million images is not a dependency (docs/datasets.md)
+        deps += [
+            s for sources in stage.config["splits"].values() for s in sources if s.endswith(".csv")
+        ]
     # the stage kind's source files, where the project holds them (a checkout of this repo)
     deps += [p for p in code_deps(stage.kind) if (root / p).exists()]
     out: Any = {stage.out: {"persist": True}} if stage.persist else stage.out
@@ -62,10 +67,20 @@ def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:
 
 
 def _dump(data: Any, sort_keys: bool) -> str:
+    """Plain YAML: a value shared by two stages is written out twice, never as an anchor/alias."""
     import yaml
 
-    return yaml.safe_dump(
-        data, sort_keys=sort_keys, default_flow_style=False, width=4096, allow_unicode=True
+    class PlainDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump(
+        data,
+        Dumper=PlainDumper,
+        sort_keys=sort_keys,
+        default_flow_style=False,
+        width=4096,
+        allow_unicode=True,
     )
 
 

@@ -7,6 +7,7 @@ path, with a did-you-mean for unknown keys; nothing here imports a heavy library
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ class Num(Schema):
 
     def check(self, value: Any, path: str) -> None:
         ok_type = isinstance(value, int) if self.integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok_type:
+        if isinstance(value, bool) or not ok_type or math.isnan(value):
             raise Invalid(path, f"expected {self.expected}, {_got(value)}")
         low_bad = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
         if low_bad or (self.hi is not None and value > self.hi):
@@ -155,12 +156,16 @@ class OneOf(Schema):
         return " or ".join(o.expected for o in self.options)
 
     def check(self, value: Any, path: str) -> None:
+        deeper: list[Invalid] = []  # failures inside the value: the option its shape matched
         for option in self.options:
             try:
                 option.check(value, path)
                 return
-            except Invalid:
-                continue
+            except Invalid as exc:
+                if exc.path != path:
+                    deeper.append(exc)
+        if deeper:
+            raise max(deeper, key=lambda exc: len(exc.path))
         raise Invalid(path, f"expected {self.expected}, {_got(value)}")
 
 
@@ -330,6 +335,22 @@ PROTOCOL = Map(
     }
 )
 
+SOURCE = Str(hint="a CSV file, a class-per-folder video tree or an ImageNet-style image folder")
+SPLITS = ("train", "val", "test")
+DATASET = Map(
+    {
+        **{split: Optional(OneOf([SOURCE, ListOf(SOURCE, min_len=1)])) for split in SPLITS},
+        "num_classes": Optional(Int(1)),
+    },
+    required=False,
+)
+MIXTURE = OneOf(
+    [
+        ListOf(Str(pattern=NAME, hint="a dataset name"), min_len=1, unique=True),
+        DictOf(Float(0.0, lo_open=True), key_pattern=NAME),
+    ]
+)
+
 SWEEP_PARAM = Map(
     {
         "type": Str(choices=("float", "int", "categorical")),
@@ -347,6 +368,9 @@ CONFIG = Map(
                 "synth": Optional(Map(open_keys=True, expected="a mapping of SynthConfig fields")),
                 "source": Optional(Str(hint="a dataset path")),
                 "workers": Int(1),
+                "root": Optional(Str(hint="a folder")),
+                "probe": Str(choices=("full", "none")),
+                "datasets": DictOf(DATASET, key_pattern=NAME),
             }
         ),
         "model": Map(
@@ -390,7 +414,13 @@ CONFIG = Map(
                 "log_every": Int(1),
                 "max_loss": _pos,
                 "clip": CLIP,
-                "data": Map({"split": Str(), "tasks": Optional(ListOf(Str(), min_len=1))}),
+                "data": Map(
+                    {
+                        "split": Str(),
+                        "tasks": Optional(ListOf(Str(), min_len=1)),
+                        "datasets": Optional(MIXTURE),
+                    }
+                ),
             }
         ),
         "eval": Map(
@@ -401,6 +431,7 @@ CONFIG = Map(
                 "dtype": Str(choices=("float32", "bfloat16", "float16")),
                 "batch_size": OneOf([Str(choices=("auto",)), Int(1)]),
                 "protocols": DictOf(PROTOCOL, key_pattern=NAME),
+                "default_protocol": PROTOCOL,
             }
         ),
         "probe": Map(

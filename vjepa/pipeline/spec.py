@@ -18,6 +18,9 @@ from vjepa.pipeline import schema
 from vjepa.pipeline.schema import Invalid
 
 GROUPS = ("data", "model", "masking", "pretrain", "eval", "probe", "sweep", "executor")
+# A Hydra ``@package _global_`` group: it swaps the groups a spec chose and sets values anywhere.
+SCALE = "scale"
+CHOICE_GROUPS = (*GROUPS, SCALE)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -66,6 +69,20 @@ class Spec:
 def group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     """The option names of config group ``group`` (its YAML files)."""
     return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def scale_choices(option: str, conf_dir: Path = CONF_DIR) -> dict[str, str]:
+    """The group choices scale ``option`` swaps in (its ``override /group: option`` entries)."""
+    import yaml
+
+    data = yaml.safe_load((conf_dir / SCALE / f"{option}.yaml").read_text()) or {}
+    choices = {}
+    for entry in data.get("defaults") or []:
+        for key, value in entry.items() if isinstance(entry, dict) else ():
+            group = key.removeprefix("override").strip().lstrip("/")
+            if group in GROUPS:
+                choices[group] = value
+    return choices
 
 
 def base_choices(conf_dir: Path = CONF_DIR) -> dict[str, str]:
@@ -170,7 +187,13 @@ def _apply_overrides(
         head = key.split(".")[0]
         sweep = [v for v in parsed.sweep_iterator()] if parsed.is_sweep_override() else None
         origin = f"command line {text!r}"
-        if head in GROUPS:
+        if key == SCALE:
+            if sweep:
+                raise SpecError(f"override {text!r}: the scale cannot be swept; run each scale")
+            choices[key] = str(parsed.value())
+        elif head == SCALE:
+            raise SpecError(f"override {text!r}: a scale is chosen whole (scale=NAME)")
+        elif head in GROUPS:
             if head == "executor" and sweep:
                 raise SpecError(
                     f"override {text!r}: the executor cannot be swept (it does not change results)"
@@ -192,7 +215,7 @@ def _apply_overrides(
             _set_dotted(raw, key, parsed.value())
         else:
             raise SpecError(
-                f"override {text!r}: unknown key {head!r}{schema.suggest(head, GROUPS + schema.SPEC_FIELDS)}"
+                f"override {text!r}: unknown key {head!r}{schema.suggest(head, CHOICE_GROUPS + schema.SPEC_FIELDS)}"
             )
     return choices, values, axes
 
@@ -249,14 +272,19 @@ def load_spec(
                 f"{shown}: defaults[{i}]: expected one 'group: option' entry, got {entry!r}"
             )
         ((group, option),) = entry.items()
-        if group not in GROUPS:
+        if group not in CHOICE_GROUPS:
             raise SpecError(
-                f"{shown}: defaults[{i}]: unknown config group {group!r}{schema.suggest(group, GROUPS)}"
+                f"{shown}: defaults[{i}]: unknown config group {group!r}{schema.suggest(group, CHOICE_GROUPS)}"
             )
         if group in seen:
             raise SpecError(f"{shown}: defaults[{i}]: group {group!r} is chosen twice")
         seen.add(group)
         groups[group] = _check_option(shown, f"defaults[{i}].{group}", group, option, conf_dir)
+    if SCALE in cli_choices:
+        groups[SCALE] = _check_option(
+            shown, f"command line {SCALE}={cli_choices[SCALE]}", SCALE, cli_choices[SCALE], conf_dir
+        )
+    groups.update(scale_choices(groups[SCALE], conf_dir))  # the scale beats the spec's choices
     for group, option in cli_choices.items():
         groups[group] = _check_option(
             shown, f"command line {group}={option}", group, option, conf_dir
@@ -336,6 +364,8 @@ def _axes(shown: str, ablate: dict[str, list], conf_dir: Path) -> list[Axis]:
     axes = []
     for key, values in ablate.items():
         head = key.split(".")[0]
+        if head == SCALE:
+            raise SpecError(f"{shown}: ablate.{key}: the scale cannot be ablated; run each scale")
         if key in GROUPS:
             if key == "executor":
                 raise SpecError(

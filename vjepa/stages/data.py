@@ -1,5 +1,6 @@
-"""The ``data`` stage: synthesize a benchmark (``synth: {...}``) or index an existing dataset
-(``source: PATH``) into ``out/``; either way the product is ``out/index.parquet``."""
+"""The ``data`` stage: synthesize a benchmark (``synth: {...}``), index one source (``source: PATH``)
+or index one named dataset (``dataset: NAME, splits: {split: [SOURCE, ...]}``) into ``out/``; the
+product is always ``out/index.parquet``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from vjepa.errors import DataError
 from vjepa.utils.keys import reject_unknown
 
 KEYS = ("synth", "source", "workers", "split")
+DATASET_KEYS = ("dataset", "splits", "num_classes", "probe", "workers")
 
 
 def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -17,6 +19,8 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     from vjepa.data.index import build_index
     from vjepa.data.synth import SynthConfig, generate
 
+    if "dataset" in config:
+        return _run_dataset(config, Path(out))
     reject_unknown(config, KEYS, "data", DataError)
     has_synth, has_source = config.get("synth") is not None, config.get("source") is not None
     if has_synth == has_source:
@@ -44,3 +48,28 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         rows=index.rows, ok=index.ok, bad=index.bad, files=index.files, probed=index.probed
     )
     return metrics
+
+
+def _run_dataset(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Index one named dataset: every split's sources, rows tagged with the dataset as task."""
+    from vjepa.data.index import build_dataset_index
+
+    reject_unknown(config, DATASET_KEYS, "data", DataError)
+    splits = config.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        raise DataError(f"data.splits: dataset {config['dataset']!r} needs at least one split")
+    index = build_dataset_index(
+        str(config["dataset"]),
+        {split: list(sources) for split, sources in splits.items()},
+        out / "index.parquet",
+        num_classes=config.get("num_classes"),
+        probe=str(config.get("probe", "full")),
+        workers=int(config.get("workers", 2)),
+    )
+    return {
+        "rows": index.rows,
+        "ok": index.ok,
+        "bad": index.bad,
+        "files": index.files,
+        "probed": index.probed,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from vjepa.errors import UserError
@@ -63,11 +64,15 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(config.get(key), dict):
             raise UserError(f"pretrain config: section '{key}' is missing")
     cfg = dict(config)
-    cfg["data"] = _merge("data", config.get("data"), DATA_DEFAULTS)
+    data = config.get("data") or {}
+    if "mixture" in data:
+        cfg["data"] = {"mixture": _mixture_entries(data), "split": data.get("split", "train")}
+    else:
+        cfg["data"] = _merge("data", data, DATA_DEFAULTS)
     cfg["clip"] = _merge("clip", config.get("clip"), CLIP_DEFAULTS)
     cfg["pretrain"] = p = _merge("pretrain", config.get("pretrain"), PRETRAIN_DEFAULTS)
-    if cfg["data"]["index"] is None:
-        raise UserError("pretrain config: data.index is required")
+    if "mixture" not in cfg["data"] and cfg["data"]["index"] is None:
+        raise UserError("pretrain config: data.index (or data.mixture) is required")
     if p["target"] not in ("feature", "pixel"):
         raise UserError(
             f"pretrain config: pretrain.target must be feature or pixel, not {p['target']!r}"
@@ -88,3 +93,36 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
             f"pretrain config: clip.crop_size {clip['crop_size']} != model.img_size {model['img_size']}"
         )
     return cfg
+
+
+def _mixture_entries(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checked ``mixture`` entries ``{index, task, weight}``, sorted by dataset name."""
+    unknown = sorted(set(data) - {"mixture", "split"})
+    if unknown:
+        raise UserError(
+            f"pretrain config: a data.mixture takes only data.split, not data.{', data.'.join(unknown)}"
+        )
+    entries = data["mixture"]
+    if not isinstance(entries, list) or not entries:
+        raise UserError("pretrain config: data.mixture must be a non-empty list of datasets")
+    checked = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) != {"index", "task", "weight"}:
+            raise UserError(f"pretrain config: data.mixture[{i}] needs exactly index, task, weight")
+        weight = entry["weight"]
+        if weight is None:  # concatenated: files weigh the same across datasets
+            checked.append(
+                {"index": str(entry["index"]), "task": str(entry["task"]), "weight": None}
+            )
+            continue
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise UserError(f"pretrain config: data.mixture[{i}].weight must be a number")
+        if not (math.isfinite(weight) and weight > 0):
+            raise UserError(f"pretrain config: data.mixture[{i}].weight must be > 0")
+        checked.append({"index": str(entry["index"]), "task": str(entry["task"]), "weight": weight})
+    if len({e["weight"] is None for e in checked}) > 1:
+        raise UserError("pretrain config: data.mixture weights: give every dataset one, or none")
+    names = [e["task"] for e in checked]
+    if len(set(names)) != len(names):
+        raise UserError(f"pretrain config: data.mixture names a dataset twice ({', '.join(names)})")
+    return sorted(checked, key=lambda e: e["task"])

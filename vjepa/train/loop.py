@@ -37,7 +37,13 @@ from vjepa.train.ema import ema_update, make_target
 from vjepa.train.logging import JsonlLog, loss_summary, progress_bar
 from vjepa.train.objectives import JEPA, feature_targets, pixel_targets
 from vjepa.train.optim import build_optimizer, set_hyperparams
-from vjepa.train.sampling import EpochBatchSampler, PassItems, mask_generator, sample_masks
+from vjepa.train.sampling import (
+    EpochBatchSampler,
+    MixtureBatchSampler,
+    PassItems,
+    mask_generator,
+    sample_masks,
+)
 from vjepa.train.schedules import Schedules
 from vjepa.train.state import load_state, save_state
 
@@ -141,7 +147,10 @@ class Trainer:
         from vjepa.data.transforms import TrainTransform
 
         data, clip = self.cfg["data"], self.cfg["clip"]
-        records = _video_records(read_index, data)
+        if "mixture" in data:
+            records, sizes = _mixture_records(read_index, data)
+        else:
+            records = _video_records(read_index, data)
         transform = TrainTransform(
             crop_size=clip["crop_size"],
             scale=tuple(clip["random_resize_scale"]),
@@ -157,14 +166,22 @@ class Trainer:
             transform=transform,
             seed=int(self.p["seed"]),
         )
-        sampler = EpochBatchSampler(
-            len(records),
+        order = dict(
             batch_size=int(self.p["batch_size"]),
             batches_per_epoch=self.ipe * self.accum,
             seed=int(self.p["seed"]),
             rank=self.denv.rank,
             world_size=self.denv.world_size,
         )
+        if "mixture" in data:
+            # no weights: the datasets concatenated, every file equally likely
+            weights = [
+                float(size if e["weight"] is None else e["weight"])
+                for e, size in zip(data["mixture"], sizes, strict=True)
+            ]
+            sampler: EpochBatchSampler = MixtureBatchSampler(sizes, weights, **order)
+        else:
+            sampler = EpochBatchSampler(len(records), **order)
         workers = int(clip["num_workers"])
         loader = torch.utils.data.DataLoader(
             PassItems(dataset),
@@ -400,9 +417,17 @@ class Trainer:
             "wall_s": round(time.perf_counter() - started, 3),
             "world_size": self.denv.world_size,
         }
+        if isinstance(self.sampler, MixtureBatchSampler):
+            metrics["mixture"] = self._mixture_drawn()
         if interrupted:
             metrics["interrupted"] = True
         return metrics
+
+    def _mixture_drawn(self) -> dict[str, int]:
+        """Clips drawn per dataset over the whole run (steps 0..now, all ranks)."""
+        clips = self.step * self.accum * self.sampler.batch_size * self.denv.world_size
+        names = [e["task"] for e in self.cfg["data"]["mixture"]]
+        return dict(zip(names, self.sampler.drawn(clips), strict=True))
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -434,3 +459,25 @@ def _video_records(read_index, data: dict[str, Any]) -> list[dict]:
 
         raise DataError(f"{data['index']}: no usable videos in split {data['split']!r}")
     return [unique[k] for k in sorted(unique)]
+
+
+def _mixture_records(read_index, data: dict[str, Any]) -> tuple[list[dict], list[int]]:
+    """Files of every dataset (its whole task: videos and stills), dataset after dataset.
+
+    Unique per (dataset, path), sorted by dataset name then path; also each dataset's size.
+    """
+    from vjepa.errors import DataError
+
+    records: list[dict] = []
+    sizes: list[int] = []
+    for entry in data["mixture"]:
+        unique: dict[str, dict] = {}
+        for row in read_index(entry["index"], task=entry["task"], split=data["split"]):
+            unique.setdefault(row["path"], row)
+        if not unique:
+            raise DataError(
+                f"{entry['index']}: no usable files of {entry['task']!r} in split {data['split']!r}"
+            )
+        records.extend(unique[k] for k in sorted(unique))
+        sizes.append(len(unique))
+    return records, sizes
