@@ -138,3 +138,31 @@ def test_extract_then_probe_beats_chance_on_all_tasks(tmp_path):
         m = run_stage("probe", probe, tmp_path / f"probe-{task}")
         assert m["top1"] > 100 * chance[task] + 20, (task, m["top1"])
         assert m["n_eval"] > 0 and m["study"] is None and m["val_top1"] is not None
+
+
+def test_unprobed_dataset_with_a_broken_file_extracts_and_counts_it(tmp_path, tiny_data):
+    """probe: none trusts the CSV; the broken file is found at read time, skipped and counted."""
+    import shutil
+
+    good = sorted((tiny_data.parent / "videos" / "train").glob("*.mp4"))[:3]
+    folder = tmp_path / "k400"
+    folder.mkdir()
+    for i, path in enumerate(good):
+        shutil.copy(path, folder / f"clip {i}.mp4")
+    (folder / "empty.mp4").write_bytes(b"")
+    lines = [f"clip {i}.mp4 {i % 2}" for i in range(3)] + ["empty.mp4 1"]
+    (folder / "train.csv").write_text("\n".join(lines) + "\n")
+    index = run_stage(
+        "data",
+        {"dataset": "k400", "splits": {"train": [str(folder / "train.csv")]}, "probe": "none"},
+        tmp_path / "data",
+    )
+    assert index["unprobed"] == 4 and index["bad"] == 0
+    cfg = extract_config(
+        tmp_path / "data" / "index.parquet",
+        data={"index": str(tmp_path / "data" / "index.parquet"), "task": "k400", "split": "train"},
+    )
+    stats = run_stage("extract", cfg, tmp_path / "x")
+    assert stats["n"] == 4 and stats["skipped"] == 1
+    store = FeatureStore(tmp_path / "x" / "features")
+    assert int(np.sum(store.valid)) == 3

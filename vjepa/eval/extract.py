@@ -184,7 +184,7 @@ def extract_features(
         pin_memory=device.type == "cuda",
     )
     started = time.perf_counter()
-    done = _run(encoder, loader, writer, sp, todo, dtype, protocol.pool, device, progress)
+    done, skipped = _run(encoder, loader, writer, sp, todo, dtype, protocol.pool, device, progress)
     wall = time.perf_counter() - started
     manifest = {
         "format": FORMAT_VERSION,
@@ -209,6 +209,7 @@ def extract_features(
     return {
         "n": len(dataset),
         "encoded": done,
+        "skipped": skipped,  # clips whose file could not be read: zero features, marked invalid
         "resumed_shards": sp.num_shards - len(todo),
         "shards": sp.num_shards,
         "batch_size": int(batch_size),
@@ -220,7 +221,7 @@ def extract_features(
     }
 
 
-def _run(encoder, loader, writer, sp, todo, dtype, pool, device, progress) -> int:
+def _run(encoder, loader, writer, sp, todo, dtype, pool, device, progress) -> tuple[int, int]:
     """Encode the rows of the shards in ``todo`` (in order) and write each shard when full."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -234,7 +235,7 @@ def _run(encoder, loader, writer, sp, todo, dtype, pool, device, progress) -> in
     queue = list(todo)
     buf: list[np.ndarray] = []
     valid: list[np.ndarray] = []
-    filled = 0
+    filled = skipped_total = 0
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("extract", total=total)
         for batch in loader:
@@ -243,6 +244,7 @@ def _run(encoder, loader, writer, sp, todo, dtype, pool, device, progress) -> in
             z[torch.as_tensor(skipped, dtype=torch.bool)] = 0.0
             buf.append(to_storage(z, dtype))
             valid.append(~skipped.astype(bool))
+            skipped_total += int(skipped.astype(bool).sum())
             filled += len(z)
             bar.advance(task, len(z))
             while queue and filled >= len(sp.rows(queue[0])):
@@ -252,7 +254,7 @@ def _run(encoder, loader, writer, sp, todo, dtype, pool, device, progress) -> in
                 buf, valid, filled = [feats[n:]], [flags[n:]], filled - n
     if queue:
         raise RuntimeError(f"extract: data loader ended early; shards {queue} incomplete")
-    return total
+    return total, skipped_total
 
 
 write_features = extract_features  # the name docs/architecture.md uses

@@ -70,6 +70,8 @@ def _run_dataset(config: dict[str, Any], out: Path) -> dict[str, Any]:
         "rows": index.rows,
         "ok": index.ok,
         "bad": index.bad,
+        "unprobed": index.unprobed,
         "files": index.files,
         "probed": index.probed,
+        "splits": dict(index.splits),
     }

@@ -138,6 +138,7 @@ class Trainer:
 
         self.step = 0
         self.last_saved = -1
+        self.skipped = 0  # clips of this rank replaced because their file could not be read
         self._resume()
 
     # ----------------------------------------------------------------- data
@@ -292,6 +293,8 @@ class Trainer:
         n_tgt: list[int] = []
         for micro in range(self.accum):
             batch = next(batches)
+            if "skipped" in batch:
+                self.skipped += int(torch.as_tensor(batch["skipped"]).sum())
             video = batch["video"].flatten(0, 2).to(self.device, non_blocking=True)
             b = video.shape[0]
             clips += b * self.denv.world_size
@@ -416,6 +419,7 @@ class Trainer:
             "clips_per_s": round(clips_done / train_time, 2) if train_time else 0.0,
             "wall_s": round(time.perf_counter() - started, 3),
             "world_size": self.denv.world_size,
+            "skipped_clips": self.skipped,
         }
         if isinstance(self.sampler, MixtureBatchSampler):
             metrics["mixture"] = self._mixture_drawn()
