@@ -45,14 +45,20 @@ class Composer:
 
     def compose(self, spec: Spec, choices: dict[str, str], values: list[Value]) -> dict[str, Any]:
         """The resolved, checked config (plain dict) of one variant."""
-        from omegaconf import OmegaConf
+        from omegaconf import DictConfig, ListConfig, OmegaConf
         from omegaconf.errors import OmegaConfBaseException
 
         cfg = copy.deepcopy(self._base(choices))
         OmegaConf.set_struct(cfg, False)
         for value in values:
             try:
-                OmegaConf.update(cfg, value.key, value.value, merge=True)
+                # a list replaces a mapping and a mapping a list (a mixture's two forms); else merge
+                current = OmegaConf.select(cfg, value.key, default=None)
+                merge = not (
+                    isinstance(current, ListConfig) != isinstance(value.value, list | ListConfig)
+                    or isinstance(current, DictConfig) != isinstance(value.value, dict | DictConfig)
+                )
+                OmegaConf.update(cfg, value.key, value.value, merge=merge)
             except OmegaConfBaseException as exc:
                 raise spec.error(
                     value.origin, f"cannot set {value.key} ({_first_line(exc)})"

@@ -98,10 +98,7 @@ def check(dataset: Dataset, project: Path) -> None:
                 infos.append(inspect_source(project / source, cache_dir=project / CACHE))
             except DataError as exc:
                 raise Invalid(f"{where}.{split}", str(exc)) from None
-    kinds = {info.kind == "csv" for info in infos}
-    if len(kinds) > 1:
-        raise Invalid(where, "mixes CSV and folder sources (give one kind per dataset)")
     try:
         dataset_classes(infos, dataset.num_classes, where)
-    except DataError as exc:
-        raise Invalid(where, str(exc)) from None
+    except DataError as exc:  # names the dataset (where) or a CSV's line itself
+        raise Invalid(where, str(exc).removeprefix(f"{where}: ")) from None

@@ -168,6 +168,16 @@ class OneOf(Schema):
             raise max(deeper, key=lambda exc: len(exc.path))
         raise Invalid(path, f"expected {self.expected}, {_got(value)}")
 
+    def child(self, key: str, path: str) -> Schema:
+        """The child schema of the first option that has ``key`` (a mapping's name, a list index)."""
+        errors = []
+        for option in self.options:
+            try:
+                return option.child(key, path)
+            except Invalid as exc:
+                errors.append(exc)
+        raise errors[-1] if errors else Invalid(path, f"{self.expected} has no key {key!r}")
+
 
 @dataclass
 class ListOf(Schema):
