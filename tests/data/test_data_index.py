@@ -217,3 +217,45 @@ def test_dataset_index_bad_arguments(tmp_path):
         build_dataset_index("k", {"train": [tmp_path / "missing.csv"]}, tmp_path)
     build_dataset_index("k", {"train": [csv]}, tmp_path / "named.parquet", probe="none")
     assert len(read_index(tmp_path / "named.parquet")) == 1  # out may name the index file
+
+
+KILLED_BUILD = """
+import sys
+from vjepa.data.index import build_dataset_index
+build_dataset_index("k400", {"train": [sys.argv[1]]}, sys.argv[2], probe="full", workers=1)
+"""
+
+
+def test_killed_probing_build_resumes_from_its_journal(synth_dir, tmp_path):
+    """Chunk 1 (2048 rows) is journalled; killed during chunk 2, the rebuild probes only chunk 2."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vjepa.data.index import CHUNK, journal_dir, read_index
+
+    video = next((synth_dir / "videos" / "train").glob("*.mp4"))
+    links = tmp_path / "videos"
+    links.mkdir()
+    rows = CHUNK + 300
+    for i in range(rows):  # distinct names: each one is probed
+        (links / f"v{i:05d}.mp4").symlink_to(video)
+    csv = tmp_path / "train.csv"
+    csv.write_text("".join(f"videos/v{i:05d}.mp4 {i % 3}\n" for i in range(rows)))
+    out = tmp_path / "idx"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(csv), str(out)])
+    journal = journal_dir(out / "index.parquet")
+    deadline = time.monotonic() + 120
+    while not list(journal.glob("*.parquet")):
+        assert child.poll() is None and time.monotonic() < deadline, "build ended before a chunk"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not (out / "index.parquet").exists()  # nothing half-published
+
+    summary = build_dataset_index("k400", {"train": [str(csv)]}, out, probe="full", workers=1)
+    assert summary.reused >= CHUNK and summary.probed <= rows - CHUNK
+    assert summary.rows == rows and summary.ok == rows
+    assert not journal.exists()
+    assert len(read_index(out / "index.parquet", task="k400", split="train")) == rows

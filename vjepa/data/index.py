@@ -8,7 +8,8 @@ indexes one source: a synthetic benchmark folder (``synth.json``), a CSV, or a t
 ``probe="full"`` probes every file with PyAV in worker processes; files that cannot be decoded
 become rows with ``status="bad"`` and the reason, so one broken file never stops a build of
 millions. A previous index at the output path is reused: a file whose (path, bytes, mtime) are
-unchanged is not probed again. ``probe="none"`` trusts the listing, as the reference does (a
+unchanged is not probed again. Each probed chunk is also journalled (``index.parquet.partial/``)
+until the index is published, so a killed build resumes where it stopped. ``probe="none"`` trusts the listing, as the reference does (a
 million-file probe costs hours): rows are ``status="unprobed"`` with null stream facts, and a
 broken file is found, skipped and counted when ``ClipDataset`` reads it.
 
@@ -26,6 +27,7 @@ import itertools
 import operator
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -203,18 +205,39 @@ def _stat(path: str) -> tuple[int, float] | None:
 
 
 def _load_cache(out: Path) -> dict[str, dict]:
-    """Probe results of a previous index at ``out``, keyed by path (empty if none or unreadable)."""
+    """Probe results of a previous index at ``out`` and of an interrupted build of it (its
+    journal), keyed by path; unreadable files contribute nothing."""
     import pyarrow.parquet as pq
 
-    if not out.is_file():
-        return {}
-    try:  # unprobed rows have nothing to reuse
-        table = pq.read_table(
-            out, columns=["path", "bytes", "mtime", *PROBED], filters=[("status", "!=", "unprobed")]
-        )
-    except Exception:
-        return {}
-    return {r["path"]: r for r in table.to_pylist()}
+    files = ([out] if out.is_file() else []) + sorted(journal_dir(out).glob("*.parquet"))
+    cache: dict[str, dict] = {}
+    for path in files:
+        try:  # unprobed rows have nothing to reuse
+            table = pq.read_table(
+                path,
+                columns=["path", "bytes", "mtime", *PROBED],
+                filters=[("status", "!=", "unprobed")],
+            )
+        except Exception:
+            continue
+        cache.update((r["path"], r) for r in table.to_pylist())
+    return cache
+
+
+def journal_dir(out: Path) -> Path:
+    """Where a probing build of ``out`` keeps each finished chunk, so a killed build resumes."""
+    return out.with_name(out.name + ".partial")
+
+
+def _journal(out: Path, number: int, table: Any) -> None:
+    import pyarrow.parquet as pq
+
+    from vjepa.utils.io import atomic_path
+
+    folder = journal_dir(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / f"{number:06d}.parquet") as tmp:
+        pq.write_table(table, tmp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +259,8 @@ def build_index(
         raise DataError(f"{source}: no files to index")
     summary = IndexSummary(out)
     with _writer(out, progress) as (writer, advance):
-        _write_probed(writer, _chain(first, entries), _load_cache(out), workers, summary, advance)
+        _write_probed(writer, _chain(first, entries), out, workers, summary, advance)
+    shutil.rmtree(journal_dir(out), ignore_errors=True)
     return summary
 
 
@@ -280,7 +304,8 @@ def build_dataset_index(
                 for info in group
                 for entry in iter_entries(info, name, split, classes)
             )
-            _write_probed(writer, entries, _load_cache(target), workers, summary, advance)
+            _write_probed(writer, entries, target, workers, summary, advance)
+    shutil.rmtree(journal_dir(target), ignore_errors=True)
     return summary
 
 
@@ -333,19 +358,23 @@ def _writer(out: Path, progress: bool) -> Iterator[tuple[Any, Any]]:
 def _write_probed(
     writer: Any,
     entries: Iterator[Entry],
-    cache: dict[str, dict],
+    out: Path,
     workers: int,
     summary: IndexSummary,
     advance: Any,
 ) -> None:
-    """Probe ``entries`` (reusing unchanged probes of ``cache``), one row group per chunk."""
+    """Probe ``entries`` (reusing unchanged probes of a previous or interrupted build of
+    ``out``), one row group per chunk, each chunk also journalled until the index is published."""
     import pyarrow as pa
 
+    cache = _load_cache(out)
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
-        for chunk in _chunks(entries, CHUNK):
+        for number, chunk in enumerate(_chunks(entries, CHUNK)):
             rows = _index_chunk(chunk, cache, pool, summary)
-            writer.write_table(pa.Table.from_pylist(rows, schema=schema()))
+            table = pa.Table.from_pylist(rows, schema=schema())
+            writer.write_table(table)
+            _journal(out, number, table)
             advance(len(chunk))
     finally:
         if pool is not None:

@@ -141,7 +141,8 @@ class _Builder:
                 raise self.spec.error(exc.path, exc.message) from None
             self.checked.add(dataset.name)
         config = dataset.stage_config(cfg["data"])
-        return self.graph.add(Stage("data", slug(dataset.name), config))
+        # persist: a killed index build keeps its journal of probed chunks and resumes from it
+        return self.graph.add(Stage("data", slug(dataset.name), config, persist=True))
 
     def _task_data(self, cfg: dict[str, Any]) -> dict[str, tuple[Stage, str, dict[str, Any]]]:
         """task -> (its data stage, its evaluation split, its protocol); checks every task."""
