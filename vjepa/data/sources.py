@@ -103,6 +103,17 @@ def _stat_key(src: Path) -> list:
 def _scan_csv(csv: str) -> tuple[int, int]:
     """(data lines, largest label) of a CSV; the first bad line raises."""
     rows, top = 0, -1
+    for _, value in csv_rows(csv):
+        rows += 1
+        if value > top:
+            top = value
+    if rows == 0:
+        raise DataError(f"{csv}: no rows (an empty CSV, {_LINE_FORMAT} per line)")
+    return rows, top
+
+
+def csv_rows(csv: str) -> Iterator[tuple[str, int]]:
+    """``(path as written, label)`` of every non-blank line; a bad line raises naming it."""
     try:
         with open(csv, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
@@ -116,16 +127,11 @@ def _scan_csv(csv: str) -> tuple[int, int]:
                     value = -1
                 if value < 0 or not path:
                     raise _line_error(csv, lineno, text)
-                rows += 1
-                if value > top:
-                    top = value
+                yield path, value
     except UnicodeDecodeError:
         raise DataError(f"{csv}:{_undecodable_line(csv)}: not UTF-8 text") from None
     except OSError as exc:
         raise DataError(f"{csv}: cannot read ({exc.strerror})") from None
-    if rows == 0:
-        raise DataError(f"{csv}: no rows (an empty CSV, {_LINE_FORMAT} per line)")
-    return rows, top
 
 
 def _line_error(csv: str, lineno: int, text: str) -> DataError:
@@ -275,28 +281,12 @@ def _csv_chunks(csv: str, size: int) -> Iterator[tuple[list[str], list[int], Non
     base = os.path.dirname(csv)
     paths: list[str] = []
     labels: list[int] = []
-    try:
-        with open(csv, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                text = line.strip()
-                if not text:
-                    continue
-                path, _, label = text.rpartition(" ")
-                try:
-                    value = int(label)
-                except ValueError:
-                    value = -1
-                if value < 0 or not path:
-                    raise _line_error(csv, lineno, text)
-                paths.append(resolve(base, path))
-                labels.append(value)
-                if len(paths) == size:
-                    yield paths, labels, None
-                    paths, labels = [], []
-    except UnicodeDecodeError:
-        raise DataError(f"{csv}:{_undecodable_line(csv)}: not UTF-8 text") from None
-    except OSError as exc:
-        raise DataError(f"{csv}: cannot read ({exc.strerror})") from None
+    for path, value in csv_rows(csv):
+        paths.append(resolve(base, path))
+        labels.append(value)
+        if len(paths) == size:
+            yield paths, labels, None
+            paths, labels = [], []
     if paths:
         yield paths, labels, None
 
