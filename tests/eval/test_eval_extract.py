@@ -165,4 +165,8 @@ def test_unprobed_dataset_with_a_broken_file_extracts_and_counts_it(tmp_path, ti
     stats = run_stage("extract", cfg, tmp_path / "x")
     assert stats["n"] == 4 and stats["skipped"] == 1
     store = FeatureStore(tmp_path / "x" / "features")
-    assert int(np.sum(store.valid)) == 3
+    assert int(np.sum(store.valid)) == 3 and store.num_classes == 2  # labels 0 and 1
+    # a dataset's given class count wins over its labels (the probe gets that many outputs)
+    cfg["data"]["num_classes"] = 5
+    run_stage("extract", cfg, tmp_path / "y")
+    assert FeatureStore(tmp_path / "y" / "features").num_classes == 5

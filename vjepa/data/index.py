@@ -587,6 +587,21 @@ def _scan(path: Path, task: str | None, split: str | None, ok_only: bool) -> Any
     return table
 
 
+def task_classes(path: str | os.PathLike[str], task: str | None) -> int:
+    """Largest label + 1 over every split of ``task`` (reads the label column only)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    if not Path(path).is_file():
+        raise DataError(f"{path}: index not found")
+    where = pc.field("task") == task if task is not None else None
+    labels = ds.dataset(str(path), format="parquet").to_table(columns=["label"], filter=where)
+    top = pc.max(labels.column("label")).as_py()
+    if top is None:
+        raise DataError(f"{path}: no rows of task {task!r}")
+    return int(top) + 1
+
+
 def index_report(path: str | os.PathLike[str]) -> dict:
     """Counts per (task, split, label) of usable rows, and the bad files, for ``data show``."""
     import pyarrow.compute as pc

@@ -57,7 +57,7 @@ def build_frozen_encoder(enc: dict[str, Any], model: dict[str, Any] | None) -> t
 
 def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     from vjepa.data.clips import ClipDataset
-    from vjepa.data.index import read_index
+    from vjepa.data.index import read_index, task_classes
     from vjepa.data.transforms import EvalTransform
 
     reject_unknown(config, KEYS, "extract")
@@ -72,7 +72,7 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     records = read_index(data["index"], task=task, split=split)
     if not records:
         raise UserError(f"extract.data: no usable {task}/{split} rows in {data['index']}")
-    num_classes = max(int(r["label"]) for r in read_index(data["index"], task=task)) + 1
+    num_classes = int(data.get("num_classes") or task_classes(data["index"], task))
     encoder = build_frozen_encoder(enc_cfg, config.get("model"))
     dataset = ClipDataset(
         records,
