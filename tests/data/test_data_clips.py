@@ -1,8 +1,9 @@
-"""Clip indices, transforms, and the clip dataset over real files (including a deleted one)."""
+"""Clip indices, transforms, the clip dataset over real files (including a deleted one), and\nits record table (every field of real index rows; the same items as from a list of dicts)."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from vjepa.data.clips import ClipDataset, clip_indices, collate, count_frames
 from vjepa.data.index import build_dataset_index, build_index, read_index
+from vjepa.data.records import FIELDS, ClipRecords
 from vjepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform
 from vjepa.data.video import read_frames
 from vjepa.errors import DataError
@@ -176,3 +178,131 @@ def test_count_frames_without_a_header_count(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(ValueError, match="empty file"):
         count_frames(str(tmp_path / "empty.mp4"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the columnar record table
+
+
+def _index_table(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
+
+
+def _assert_same_rows(table: ClipRecords, rows: list[dict]) -> None:
+    assert len(table) == len(rows)
+    for got, row in zip(table, rows, strict=True):
+        assert got == {k: row.get(k) for k in FIELDS}
+        for k in ("label", "num_frames"):
+            assert type(got[k]) is type(row[k])
+
+
+def test_records_round_trip_probed_index_rows(synth_dir, tmp_path):
+    build_index(synth_dir, tmp_path / "i.parquet", workers=1, progress=False)
+    rows = read_index(tmp_path / "i.parquet", ok_only=False)
+    assert {r["media"] for r in rows} == {"video", "image"}
+    assert all(r["num_frames"] and r["fps"] for r in rows if r["media"] == "video")
+    assert any(r["group"] for r in rows)
+    for table in (
+        ClipRecords.from_rows(rows),
+        ClipRecords.from_arrow(_index_table(tmp_path / "i.parquet")),
+        pickle.loads(pickle.dumps(ClipRecords.from_rows(rows))),  # as a spawned worker gets it
+    ):
+        _assert_same_rows(table, rows)
+    assert ClipRecords.from_rows(rows)[-1] == ClipRecords.from_rows(rows)[len(rows) - 1]
+    with pytest.raises(IndexError):
+        ClipRecords.from_rows(rows)[len(rows)]
+
+
+def test_records_round_trip_unprobed_rows_with_null_facts(bad_tree, tmp_path):
+    csv = tmp_path / "acts.csv"
+    files = sorted(bad_tree.glob("*/*.*"))
+    csv.write_text("".join(f"{p} {i % 3}\n" for i, p in enumerate(files)))
+    build_dataset_index("acts", {"train": [csv]}, tmp_path / "none", probe="none")
+    rows = read_index(tmp_path / "none" / "index.parquet", task="acts", split="train")
+    assert len(rows) == len(files) and all(r["num_frames"] is None for r in rows)
+    assert all(r["fps"] is None and r["group"] is None for r in rows)
+    _assert_same_rows(ClipRecords.from_rows(rows), rows)
+    _assert_same_rows(
+        ClipRecords.from_arrow(_index_table(tmp_path / "none" / "index.parquet")), rows
+    )
+
+
+def test_records_keep_unicode_spaces_and_undecodable_names(synth_dir, tmp_path):
+    root = tmp_path / "tree"
+    names = ["ünï cödé", "日本 語", "plain"]
+    videos = sorted((synth_dir / "videos" / "train").glob("*.mp4"))[:3]
+    for name, src in zip(names, videos, strict=True):
+        (root / name).mkdir(parents=True)
+        shutil.copy(src, root / name / f"a b ✓ {name}.mp4")
+    build_index(root, tmp_path / "u.parquet", workers=1, progress=False)
+    rows = read_index(tmp_path / "u.parquet")
+    assert len(rows) == 3 and any(" " in r["path"] and "✓" in r["path"] for r in rows)
+    _assert_same_rows(ClipRecords.from_rows(rows), rows)
+    _assert_same_rows(ClipRecords.from_arrow(_index_table(tmp_path / "u.parquet")), rows)
+    odd = [{"path": os.fsdecode(b"/data/caf\xe9 \xff.mp4"), "label": 2}, {"path": "", "label": 0}]
+    assert [r["path"] for r in ClipRecords.from_rows(odd)] == [odd[0]["path"], ""]
+    new, old = ClipDataset(rows, 4, 2), _as_list(rows, 4, 2)
+    for i in range(3):  # the files behind those names read like any other
+        assert torch.equal(new[i]["video"], old[i]["video"]) and not new[i]["skipped"]
+
+
+def test_records_defaults_and_errors():
+    table = ClipRecords.from_rows([{"path": "a.mp4"}, {"path": "b.png", "label": None}])
+    assert table[0] == dict.fromkeys(FIELDS) | {"path": "a.mp4", "label": -1}
+    assert table[1]["label"] is None  # a null label stays null (ClipDataset fails on it, as ever)
+    with pytest.raises(DataError, match="row 1 has no path"):
+        ClipRecords.from_rows([{"path": "a.mp4"}, {"label": 1}])
+    with pytest.raises(DataError, match="column label"):
+        ClipRecords.from_rows([{"path": "a.mp4", "label": "walk"}])
+    with pytest.raises(DataError, match="no records"):
+        ClipDataset([])
+
+
+def _as_list(records, *args, **kwargs) -> ClipDataset:
+    """The dataset as it was: records kept as the given list of dicts."""
+    ds = ClipDataset(records, *args, **kwargs)
+    ds.records = list(records)
+    return ds
+
+
+def _assert_same_items(index, task: str, **kw) -> None:
+    """Every item, two epochs, of the list-of-dicts dataset and of one given each input kind."""
+    import pyarrow.compute as pc
+
+    rows = read_index(index, task=task)
+    arrow = _index_table(index)
+    arrow = arrow.filter(pc.equal(arrow.column("task"), task))
+    assert arrow.column("path").to_pylist() == [r["path"] for r in rows]
+    old = _as_list(rows, **kw)
+    for given in (rows, ClipRecords.from_rows(rows), arrow):
+        ds = ClipDataset(given, **kw)
+        assert isinstance(ds.records, ClipRecords) and len(ds) == len(old)
+        old.failed.clear()
+        old.skipped_count = 0
+        for epoch in (0, 1):
+            old.set_epoch(epoch)
+            ds.set_epoch(epoch)
+            for i in range(len(ds)):
+                a, b = old[i], ds[i]
+                assert torch.equal(a.pop("video"), b.pop("video")) and a == b
+        assert ds.failed == old.failed and ds.skipped_count == old.skipped_count > 0
+
+
+def test_dataset_items_unchanged_by_the_table_probed(synth_dir, tmp_path):
+    local = tmp_path / "data"
+    shutil.copytree(synth_dir, local)
+    build_index(local, tmp_path / "i.parquet", workers=1, progress=False)
+    os.unlink(read_index(tmp_path / "i.parquet", task="motion")[3]["path"])  # skipped when read
+    kw = dict(frames_per_clip=4, frame_step=2, num_clips=2, random_clip=True, seed=5)
+    _assert_same_items(tmp_path / "i.parquet", "motion", transform=TrainTransform(16), **kw)
+
+
+def test_dataset_items_unchanged_by_the_table_unprobed(bad_tree, tmp_path):
+    csv = tmp_path / "acts.csv"
+    files = sorted(bad_tree.glob("*/*.*"))  # 4 videos, an image and 4 broken files
+    csv.write_text("".join(f"{p} {i % 3}\n" for i, p in enumerate(files)))
+    build_dataset_index("acts", {"train": [csv]}, tmp_path / "none", probe="none")
+    kw = dict(frames_per_clip=4, frame_step=3, num_clips=2, random_clip=True, target_fps=4.0)
+    _assert_same_items(tmp_path / "none" / "index.parquet", "acts", **kw)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vjepa.data.records import ClipRecords
 from vjepa.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def clip_indices(
@@ -71,11 +75,15 @@ class ClipDataset(Dataset):
 
     Random clip positions and crops come from ``numpy.random.default_rng((seed, epoch, index))``:
     reproducible for any number of workers; call ``set_epoch`` to draw new ones each epoch.
+
+    ``records`` (dicts, an Arrow table of index rows, or a ``ClipRecords``) are kept as a
+    ``ClipRecords`` table: forked DataLoader workers share its pages instead of each copying a
+    list of dicts (``vjepa/data/records.py``).
     """
 
     def __init__(
         self,
-        records: Sequence[dict[str, Any]],
+        records: Sequence[dict[str, Any]] | ClipRecords | pa.Table,
         frames_per_clip: int = 16,
         frame_step: int = 4,
         num_clips: int = 1,
@@ -85,9 +93,9 @@ class ClipDataset(Dataset):
         target_fps: float | None = None,
         max_attempts: int = 10,
     ) -> None:
-        if not records:
+        self.records = ClipRecords.of(records)
+        if not len(self.records):
             raise DataError("ClipDataset: no records (empty index selection?)")
-        self.records = list(records)
         self.frames_per_clip, self.frame_step, self.num_clips = (
             frames_per_clip,
             frame_step,
@@ -98,7 +106,7 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self.skipped_count = 0
         self.failed: list[tuple[str, str]] = []
-        self._facts: dict[int, tuple[int, float]] = {}  # frame facts of unprobed records
+        self._facts: tuple[np.ndarray, np.ndarray] | None = None  # see _frame_facts
 
     def __len__(self) -> int:
         return len(self.records)
@@ -139,10 +147,20 @@ class ClipDataset(Dataset):
         return torch.stack(views)
 
     def _frame_facts(self, index: int) -> tuple[int, float]:
-        """(frames, fps) of an unprobed record, read from its file once per process."""
-        if index not in self._facts:
-            self._facts[index] = count_frames(self.records[index]["path"])
-        return self._facts[index]
+        """(frames, fps) of an unprobed record, read from its file once per process.
+
+        Kept in two zeroed arrays (frames + 1; 0 = not counted yet), whose pages take memory
+        only once a count is written in them: a dict would grow to ~200 bytes per file in every
+        worker over the epochs of a paper-scale run.
+        """
+        if self._facts is None:
+            n = len(self.records)
+            self._facts = np.zeros(n, np.int64), np.zeros(n, np.float64)
+        frames, rates = self._facts
+        if frames[index] == 0:
+            n, fps = count_frames(self.records[index]["path"])
+            frames[index], rates[index] = n + 1, fps
+        return int(frames[index]) - 1, float(rates[index])
 
     def _apply(self, clip: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         if self.transform is None:
