@@ -170,3 +170,21 @@ def test_unprobed_dataset_with_a_broken_file_extracts_and_counts_it(tmp_path, ti
     cfg["data"]["num_classes"] = 5
     run_stage("extract", cfg, tmp_path / "y")
     assert FeatureStore(tmp_path / "y" / "features").num_classes == 5
+
+
+def test_a_store_larger_than_the_free_disk_is_never_started(tmp_path, tiny_data):
+    """The protocol asks for more segments than the disk holds: one line, nothing written."""
+    import shutil
+
+    from vjepa.errors import UserError
+
+    free = shutil.disk_usage(tmp_path).free
+    per_segment = 128 * 96 * 2  # vit_micro tokens x width x float16 bytes, one view
+    clips = 14  # the appearance train split of tiny_data
+    segments = 2 * free // (clips * per_segment) + 1
+    cfg = extract_config(tiny_data, protocol={**PROTOCOL, "num_segments": int(segments)})
+    with pytest.raises(UserError) as err:
+        run_stage("extract", cfg, tmp_path / "x")
+    message = str(err.value)
+    assert "\n" not in message and "the feature store needs" in message and "free" in message
+    assert not list((tmp_path / "x").rglob("*.npy")) and not (tmp_path / "x" / "features").exists()

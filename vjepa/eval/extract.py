@@ -25,7 +25,9 @@ from vjepa.eval.store import (
     FORMAT_VERSION,
     ShardPlan,
     StoreWriter,
+    check_room,
     rows_per_shard_for,
+    store_bytes,
     to_storage,
 )
 from vjepa.utils.keys import reject_unknown
@@ -170,6 +172,7 @@ def extract_features(
         "protocol": asdict(protocol),
         "samples_sha": hashlib.sha256("\n".join(map(str, samples)).encode()).hexdigest()[:16],
     }
+    check_room(out, len(dataset), row_shape, dtype)  # before the first byte is written
     writer = StoreWriter(out)
     todo = writer.begin(plan)
     sp = ShardPlan(plan["n"], plan["rows_per_shard"])
@@ -215,7 +218,7 @@ def extract_features(
         "batch_size": int(batch_size),
         "wall_s": round(wall, 3),
         "clips_per_s": round(done / wall, 2) if done and wall > 0 else None,
-        "bytes": int(np.prod(manifest["shape"])) * np.dtype(DTYPES[dtype][1]).itemsize,
+        "bytes": store_bytes(len(dataset), row_shape, dtype),
         "encoder_uid": uid,
         "shape": manifest["shape"],
     }

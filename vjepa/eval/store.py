@@ -96,6 +96,42 @@ class ShardPlan:
         return range(start, min(self.n, start + self.rows_per_shard))
 
 
+def store_bytes(rows: int, row_shape: Sequence[int], dtype: str) -> int:
+    """Bytes of the shards of a store of ``rows`` rows (labels and samples are negligible)."""
+    return rows * int(np.prod(row_shape)) * np.dtype(DTYPES[dtype][1]).itemsize
+
+
+def human_bytes(n: float) -> str:
+    """``18.5 TB``: decimal units, as disks are sold and ``df -H`` prints."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def check_room(out: str | os.PathLike[str], rows: int, row_shape: Sequence[int], dtype: str) -> int:
+    """The store's bytes; a ``UserError`` before anything is written when the disk cannot hold it.
+
+    Shards already in ``out`` (an interrupted extraction being resumed) count as written.
+    """
+    from vjepa.errors import UserError
+
+    out = Path(out)
+    need = store_bytes(rows, row_shape, dtype)
+    have = sum(f.stat().st_size for f in out.glob("shard-*.npy")) if out.is_dir() else 0
+    where = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(where).free
+    if need - have > free:
+        shape = " x ".join(str(d) for d in row_shape)
+        raise UserError(
+            f"extract: the feature store needs {human_bytes(need)} ({rows} clips x {shape} x "
+            f"{np.dtype(DTYPES[dtype][1]).itemsize} B) and {where} has {human_bytes(free)} free: "
+            "free disk space, or use fewer segments, views or clips"
+        )
+    return need
+
+
 def rows_per_shard_for(row_shape: Sequence[int], dtype: str, shard_mb: float) -> int:
     """Rows that fill about ``shard_mb`` MiB (at least one)."""
     row_bytes = int(np.prod(row_shape)) * np.dtype(DTYPES[dtype][1]).itemsize
