@@ -106,6 +106,17 @@ def test_probe_change_touches_only_probes_and_report(project: Path) -> None:
     assert len(a - b) == 3 + 1
 
 
+def test_probe_heads_reach_only_the_probes_and_no_heads_keeps_their_uids(project: Path) -> None:
+    spec = write(project, "tiny", GOOD)
+    plain = {s.name: s for s in compile_spec(spec, [], project).stages}
+    heads = "probe.heads={lr:[0.001,0.003],weight_decay:[0.0,0.05]}"
+    multi = {s.name: s for s in compile_spec(spec, [heads], project).stages}
+    assert {n.split("-")[0] for n in plain.keys() ^ multi.keys()} == {"probe", "report"}
+    assert all("heads" not in s.config["probe"] for s in plain.values() if s.kind == "probe")
+    probe = next(s for s in multi.values() if s.kind == "probe")
+    assert probe.config["probe"]["heads"] == {"lr": [0.001, 0.003], "weight_decay": [0.0, 0.05]}
+
+
 def test_two_specs_share_one_pretrain(project: Path) -> None:
     a = write(project, "a", GOOD)
     b = write(
@@ -283,6 +294,8 @@ BAD: list[tuple[str | None, list[str], str]] = [
         "data.source: file not found: data/none.csv",
     ),
     (GOOD + "data: {source: data/x.csv}\n", [], "data: set one of data.synth"),
+    (GOOD + "probe: {heads: [{lr: 0}]}\n", [], "probe.heads[0].lr: expected a number > 0"),
+    (GOOD, ["probe.heads={lr:[0.1],wd:[0.0]}"], "probe.heads.wd: unknown key 'wd'"),
     (GOOD.replace("name: tiny", "name: My Exp"), [], "name: expected a name of lower-case letters"),
     (
         GOOD.replace("random_init: {encoder: random}", "feature: {encoder: random}").replace(

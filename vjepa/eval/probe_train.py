@@ -44,16 +44,22 @@ class ProbeParams:
     # Fewest optimizer steps, whatever the training-set size: with a fixed epoch count a 5 %
     # label fraction gets 1/20 of the steps and its probe is under-trained, not label-starved.
     min_steps: int = 0
+    # Several optimiser settings trained together on one pass over the features (None: one probe
+    # with ``lr`` and ``weight_decay``); ``from_config`` expands a grid to [{lr, weight_decay}].
+    heads: list[dict[str, float]] | None = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None, where: str = "probe") -> ProbeParams:
         cfg = dict(cfg or {})
         reject_unknown(cfg, (f.name for f in fields(cls)), where)
+        heads = cfg.pop("heads", None)
         p = cls(**cfg)
         if p.epochs < 1 or p.batch_size < 1 or p.lr <= 0:
             raise UserError(f"{where}: epochs, batch_size and lr must be positive")
         if p.min_steps < 0:
             raise UserError(f"{where}.min_steps: must be >= 0, got {p.min_steps}")
+        if heads is not None:
+            p.heads = parse_heads(heads, p.lr, p.weight_decay, f"{where}.heads")
         return p
 
     def epochs_for(self, n_train: int) -> int:
@@ -62,7 +68,82 @@ class ProbeParams:
         return max(self.epochs, -(-self.min_steps // steps_per_epoch))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["heads"] is None:
+            del d["heads"]  # a single probe: the same dict (and metrics) as before heads existed
+        return d
+
+
+HEAD_KEYS = ("lr", "weight_decay")
+
+
+def _head_value(value: Any, key: str, where: str) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads ``1e-3`` (no dot) as a string
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserError(f"{where}: must be a number, got {value!r}")
+    if key == "lr" and value <= 0:
+        raise UserError(f"{where}: must be positive, got {value}")
+    if key == "weight_decay" and value < 0:
+        raise UserError(f"{where}: must be >= 0, got {value}")
+    return float(value)
+
+
+def parse_heads(
+    heads: Any, lr: float, weight_decay: float, where: str = "probe.heads"
+) -> list[dict[str, float]]:
+    """``probe.heads`` -> [{lr, weight_decay}, ...]: a list of mappings, or a grid (lr-major).
+
+    A key a head leaves out takes the shared ``probe`` value. Duplicate heads are refused: they
+    would only repeat the same training.
+    """
+    if isinstance(heads, Mapping):
+        grid = {}
+        for key, values in heads.items():
+            if key not in HEAD_KEYS:
+                raise UserError(f"{where}.{key}: unknown key (allowed: {', '.join(HEAD_KEYS)})")
+            if not isinstance(values, list | tuple):
+                raise UserError(f"{where}.{key}: a grid takes a list of values, got {values!r}")
+            if not values:
+                raise UserError(f"{where}.{key}: empty list")
+            grid[key] = [_head_value(v, key, f"{where}.{key}[{i}]") for i, v in enumerate(values)]
+            for i, v in enumerate(grid[key]):
+                if v in grid[key][:i]:
+                    first = grid[key].index(v)
+                    raise UserError(f"{where}.{key}[{i}]: duplicates {where}.{key}[{first}] ({v})")
+        if not grid:
+            raise UserError(f"{where}: empty grid (give lr and/or weight_decay lists)")
+        lrs, wds = grid.get("lr", [lr]), grid.get("weight_decay", [weight_decay])
+        return [{"lr": a, "weight_decay": b} for a in lrs for b in wds]
+    if not isinstance(heads, list | tuple):
+        raise UserError(
+            f"{where}: a list of {{lr, weight_decay}} mappings or a grid of lists, got {heads!r}"
+        )
+    if not heads:
+        raise UserError(f"{where}: empty list")
+    out: list[dict[str, float]] = []
+    for i, head in enumerate(heads):
+        if not isinstance(head, Mapping):
+            raise UserError(f"{where}[{i}]: a mapping with lr and/or weight_decay, got {head!r}")
+        for key in head:
+            if key not in HEAD_KEYS:
+                raise UserError(
+                    f"{where}[{i}].{key}: unknown key (allowed: {', '.join(HEAD_KEYS)})"
+                )
+        h = {
+            "lr": _head_value(head.get("lr", lr), "lr", f"{where}[{i}].lr"),
+            "weight_decay": _head_value(
+                head.get("weight_decay", weight_decay), "weight_decay", f"{where}[{i}].weight_decay"
+            ),
+        }
+        if h in out:
+            raise UserError(
+                f"{where}[{i}]: duplicates {where}[{out.index(h)}] "
+                f"(lr={h['lr']}, weight_decay={h['weight_decay']})"
+            )
+        out.append(h)
+    return out
 
 
 class FeatureSet:
@@ -174,6 +255,11 @@ def train_probe(
     ``on_epoch(epoch, val_top1, model)`` runs after every epoch; an Optuna pruning callback
     raises there, and a study of selection rules reads the model's state there.
     """
+    if params.heads is not None:
+        raise UserError(
+            "probe.heads: train_probe trains one probe; several heads train with "
+            "vjepa.eval.heads.train_heads (a sweep cannot use probe.heads)"
+        )
     with flushed_denormals():
         return _train_probe(train, val, params, num_classes, embed_dim, seed, on_epoch)
 

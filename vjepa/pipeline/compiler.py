@@ -299,7 +299,8 @@ class _Builder:
                 config = {
                     "features": {"train": f"{train.out}/features", "eval": f"{test.out}/features"},
                     "task": task,
-                    "probe": cfg["probe"],
+                    # no heads: the single probe, with the params (and uid) it always had
+                    "probe": {k: v for k, v in cfg["probe"].items() if k != "heads" or v},
                     "label_fraction": fraction,
                     "split_seed": seed,
                     "val_fraction": ev["val_fraction"],

@@ -456,6 +456,25 @@ CONFIG = Map(
                 "warmup_epochs": _nonneg,
                 "clip_grad": Optional(_pos),
                 "min_steps": Int(0),
+                # K optimiser settings trained together on one pass (chosen on validation)
+                "heads": Optional(
+                    OneOf(
+                        [
+                            # a key left out takes probe.lr / probe.weight_decay
+                            ListOf(
+                                Map({"lr": _pos, "weight_decay": _nonneg}, required=False),
+                                min_len=1,
+                            ),
+                            Map(
+                                {
+                                    "lr": ListOf(_pos, min_len=1, unique=True),
+                                    "weight_decay": ListOf(_nonneg, min_len=1, unique=True),
+                                },
+                                required=False,
+                            ),
+                        ]
+                    )
+                ),
             }
         ),
         "sweep": Map(

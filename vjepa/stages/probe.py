@@ -1,5 +1,8 @@
 """Stage ``probe``: (optionally sweep, then) train one probe on stored features and report it.
 
+With ``probe.heads`` it trains several probes (one per lr/weight_decay setting) on one pass over the
+features, chooses one on the validation rows, and reports every head and the chosen one.
+
 Order matters for honesty: the sweep and model selection see only the validation rows carved from
 the training labels; the evaluation store is opened once, after the probe is final.
 """
@@ -13,8 +16,10 @@ import numpy as np
 import torch
 
 from vjepa.errors import UserError
+from vjepa.eval.heads import evaluate_heads, head_params, train_heads
 from vjepa.eval.probe_train import FeatureSet, ProbeParams, evaluate, train_probe
 from vjepa.eval.splits import open_split, training_rows
+from vjepa.eval.store import FeatureStore
 from vjepa.eval.sweep import SweepConfig, run_sweep
 from vjepa.utils.io import atomic_save
 from vjepa.utils.keys import reject_unknown
@@ -39,9 +44,16 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     out = Path(out)
     params = ProbeParams.from_config(config.get("probe"))
     sweep = SweepConfig.from_config(config.get("sweep"))
+    if params.heads is not None and sweep.n_trials > 0:
+        raise UserError(
+            "probe.heads and sweep are exclusive: a multi-head probe already trains a grid of "
+            "lr/weight_decay settings; drop one of them"
+        )
     seed = int(config.get("seed", 0))
     store, train_rows, val_rows = training_rows(config)
     params.num_heads = params.num_heads or store.num_heads
+    if params.heads is not None:
+        return _run_heads(config, out, params, store, train_rows, val_rows, seed)
     study = None
     if sweep.n_trials > 0:
         study = run_sweep(config, out / "study")
@@ -89,4 +101,67 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         "study": study,
         "val_top1": val_top1,
         "best_epoch": result.best_epoch,
+    }
+
+
+def _run_heads(
+    config: dict[str, Any],
+    out: Path,
+    params: ProbeParams,
+    store: FeatureStore,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
+    """Multi-head probe: the head and its epoch are chosen on validation, before the test split
+    is opened; every head's kept state is then evaluated on it, and the chosen head's is reported."""
+    train = FeatureSet(store, train_rows, store.labels)
+    val = FeatureSet(store, val_rows, store.labels) if len(val_rows) else None
+    res = train_heads(
+        train, val, params, num_classes=store.num_classes, embed_dim=store.embed_dim, seed=seed
+    )
+    chosen, result = res.chosen, res.results[res.chosen]
+
+    evals = open_split(config, "eval")  # first and only read of the evaluation split
+    if evals.manifest["encoder"]["uid"] != store.manifest["encoder"]["uid"]:
+        raise UserError("features.eval: extracted with another encoder than features.train")
+    test = FeatureSet(evals, np.nonzero(evals.valid)[0], evals.labels)
+    scores = evaluate_heads([r.model for r in res.results], test)
+
+    state = {f"module.{k}": v for k, v in result.model.state_dict().items()}
+    ckpt = {
+        "classifier": state,
+        "epoch": result.best_epoch + 1,
+        "params": head_params(params, chosen).to_dict(),
+        "num_classes": store.num_classes,
+        "embed_dim": store.embed_dim,
+        "chosen_head": chosen,
+    }
+    atomic_save(out / "probe.pt", lambda tmp: torch.save(ckpt, tmp))
+    heads = [
+        {
+            "lr": h["lr"],
+            "weight_decay": h["weight_decay"],
+            "val_top1": r.val_top1,
+            "epoch": r.best_epoch,
+            "top1": s["top1"],
+            "top5": s["top5"],
+        }
+        for h, r, s in zip(res.settings, res.results, scores, strict=True)
+    ]
+    return {
+        "top1": scores[chosen]["top1"],
+        "top5": scores[chosen]["top5"],
+        "n_train": len(train),
+        "n_eval": scores[chosen]["n"],
+        "label_fraction": float(config.get("label_fraction", 1.0)),
+        "split_seed": int(config.get("split_seed", 0)),
+        "task": config.get("task") or store.manifest.get("task"),
+        "kind": params.kind,
+        "params": params.to_dict(),
+        "study": None,
+        "val_top1": result.val_top1,
+        "best_epoch": result.best_epoch,
+        "heads": heads,
+        "chosen_head": chosen,
     }
