@@ -31,6 +31,7 @@ from vjepa.eval.probe_train import (
     cosine_lr,
     flushed_denormals,
     forward_views,
+    probe_optimizer,
 )
 from vjepa.models.probe import build_probe
 
@@ -69,18 +70,6 @@ def evaluate_heads(
     if not len(data):
         return [{"top1": float("nan"), "top5": float("nan"), "n": 0} for _ in models]
     return [accuracy(torch.cat(p), data.labels) for p in probs]
-
-
-def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "query_tokens" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "query_tokens" in n]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=lr,
-    )
 
 
 def train_heads(
@@ -125,7 +114,7 @@ def _train_heads(
             depth=params.depth,
         )
         models.append(model)
-        opts.append(_optimizer(model, h["lr"], h["weight_decay"]))
+        opts.append(probe_optimizer(model, h["lr"], h["weight_decay"]))
     k_heads = len(models)
     steps_per_epoch = -(-len(train) // params.batch_size)
     epochs = params.epochs_for(len(train))

@@ -240,6 +240,19 @@ class ProbeResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def probe_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; biases, norms and the query tokens get no weight decay (the reference's groups)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "query_tokens" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "query_tokens" in n]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
+
+
 def train_probe(
     train: FeatureSet,
     val: FeatureSet | None,
@@ -285,15 +298,7 @@ def _train_probe(
         num_heads=params.num_heads,
         depth=params.depth,
     )
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "query_tokens" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "query_tokens" in n]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": params.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=params.lr,
-    )
+    opt = probe_optimizer(model, params.lr, params.weight_decay)
     steps_per_epoch = -(-len(train) // params.batch_size)
     epochs = params.epochs_for(len(train))
     total = steps_per_epoch * epochs
