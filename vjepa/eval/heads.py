@@ -19,7 +19,6 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vjepa.errors import UserError
@@ -32,6 +31,7 @@ from vjepa.eval.probe_train import (
     flushed_denormals,
     forward_views,
     probe_optimizer,
+    probe_step,
 )
 from vjepa.models.probe import build_probe
 
@@ -135,16 +135,8 @@ def _train_heads(
                 continue  # BatchNorm needs two rows
             target = y.repeat_interleave(x.shape[1])
             for k, (model, opt) in enumerate(zip(models, opts, strict=True)):
-                for g in opt.param_groups:
-                    g["lr"] = cosine_lr(step, total, warmup, settings[k]["lr"])
-                logits = forward_views(model, x)
-                loss = F.cross_entropy(logits.flatten(0, 1), target)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if params.clip_grad:
-                    nn.utils.clip_grad_norm_(model.parameters(), params.clip_grad)
-                opt.step()
-                loss_sums[k] += float(loss.detach()) * len(y)
+                lr = cosine_lr(step, total, warmup, settings[k]["lr"])
+                loss_sums[k] += probe_step(model, opt, x, target, lr, params.clip_grad) * len(y)
             step += 1
         scores = evaluate_heads(models, val)
         for k, model in enumerate(models):

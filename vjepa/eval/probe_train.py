@@ -253,6 +253,26 @@ def probe_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.o
     )
 
 
+def probe_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    lr: float,
+    clip_grad: float | None,
+) -> float:
+    """One optimizer step on a batch of view tokens (``target``: a label per view); the loss."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss = F.cross_entropy(forward_views(model, x).flatten(0, 1), target)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    opt.step()
+    return float(loss.detach())
+
+
 def train_probe(
     train: FeatureSet,
     val: FeatureSet | None,
@@ -315,16 +335,9 @@ def _train_probe(
             x, y = train.batch(order[start : start + params.batch_size])
             if len(y) < 2 and params.kind == "linear":
                 continue  # BatchNorm needs two rows
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, total, warmup, params.lr)
-            logits = forward_views(model, x)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(x.shape[1]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if params.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), params.clip_grad)
-            opt.step()
-            loss_sum += float(loss.detach()) * len(y)
+            lr = cosine_lr(step, total, warmup, params.lr)
+            target = y.repeat_interleave(x.shape[1])
+            loss_sum += probe_step(model, opt, x, target, lr, params.clip_grad) * len(y)
             step += 1
         val_top1 = evaluate(model, val)["top1"] if val is not None and len(val) else None
         history.append({"epoch": epoch, "loss": loss_sum / len(train), "val_top1": val_top1})

@@ -88,10 +88,24 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         "embed_dim": store.embed_dim,
     }
     atomic_save(out / "probe.pt", lambda tmp: torch.save(ckpt, tmp))
+    return _metrics(config, store, params, len(train), scores, study, val_top1, result.best_epoch)
+
+
+def _metrics(
+    config: dict[str, Any],
+    store: FeatureStore,
+    params: ProbeParams,
+    n_train: int,
+    scores: dict[str, Any],
+    study: Any,
+    val_top1: float | None,
+    best_epoch: int,
+) -> dict[str, Any]:
+    """The probe's metrics row (the reported scores are those of the probe or head kept)."""
     return {
         "top1": scores["top1"],
         "top5": scores["top5"],
-        "n_train": len(train),
+        "n_train": n_train,
         "n_eval": scores["n"],
         "label_fraction": float(config.get("label_fraction", 1.0)),
         "split_seed": int(config.get("split_seed", 0)),
@@ -100,7 +114,7 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         "params": params.to_dict(),
         "study": study,
         "val_top1": val_top1,
-        "best_epoch": result.best_epoch,
+        "best_epoch": best_epoch,
     }
 
 
@@ -149,19 +163,7 @@ def _run_heads(
         }
         for h, r, s in zip(res.settings, res.results, scores, strict=True)
     ]
-    return {
-        "top1": scores[chosen]["top1"],
-        "top5": scores[chosen]["top5"],
-        "n_train": len(train),
-        "n_eval": scores[chosen]["n"],
-        "label_fraction": float(config.get("label_fraction", 1.0)),
-        "split_seed": int(config.get("split_seed", 0)),
-        "task": config.get("task") or store.manifest.get("task"),
-        "kind": params.kind,
-        "params": params.to_dict(),
-        "study": None,
-        "val_top1": result.val_top1,
-        "best_epoch": result.best_epoch,
-        "heads": heads,
-        "chosen_head": chosen,
-    }
+    metrics = _metrics(
+        config, store, params, len(train), scores[chosen], None, result.val_top1, result.best_epoch
+    )
+    return {**metrics, "heads": heads, "chosen_head": chosen}
