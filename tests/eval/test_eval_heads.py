@@ -207,7 +207,7 @@ def test_stage_with_heads_reports_every_head_and_never_selects_on_test(tmp_path)
             path = os.fspath(args[0])
             if isinstance(path, str) and path.startswith(roots):
                 names = {f.name for f in traceback.extract_stack()}
-                opens.append((path, "_train_heads" in names))
+                opens.append((path, "train_heads" in names))
 
     sys.addaudithook(hook)
     try:

@@ -33,6 +33,7 @@ from vjepa.eval.store import (
 from vjepa.utils.keys import reject_unknown
 
 POOLS = ("tokens", "mean")
+SOURCES = ("checkpoint", "official", "random")
 
 
 @dataclass
@@ -56,6 +57,49 @@ class Protocol:
         if min(p.frames_per_clip, p.frame_step, p.num_segments, p.num_views, p.crop_size) < 1:
             raise UserError(f"{where}: every count must be >= 1")
         return p
+
+
+def build_frozen_encoder(
+    enc: dict[str, Any], model: dict[str, Any] | None, where: str = "extract"
+) -> nn.Module:
+    """The encoder ``enc`` names: ``checkpoint`` (ours; ``which`` picks target_encoder or
+    encoder), ``official`` (the reference layout) or ``random`` (built from ``model``, seeded by
+    ``enc.seed``); a checkpoint must agree with ``model`` where both say a size."""
+    from vjepa.models import build_encoder, load_encoder
+    from vjepa.models.presets import encoder_kwargs
+
+    source = enc.get("source", "checkpoint")
+    if source not in SOURCES:
+        raise UserError(f"{where}.encoder.source: {source!r} is not one of {', '.join(SOURCES)}")
+    try:
+        kwargs = encoder_kwargs(dict(model or {}))
+    except ValueError as exc:
+        raise UserError(f"{where}.model: {exc}") from None
+    if source == "random":
+        if "name" not in kwargs:
+            raise UserError(f"{where}.model.name: a random-init encoder needs a model name")
+        torch.manual_seed(int(enc.get("seed", 0)))
+        return build_encoder(**kwargs)
+    path = enc.get("path")
+    if not path:
+        raise UserError(f"{where}.encoder.path: source {source!r} needs a checkpoint path")
+    return load_encoder(path, which=enc.get("which", "target_encoder"), model_cfg=kwargs or None)
+
+
+def eval_clips(records: list[dict], protocol: Protocol) -> torch.utils.data.Dataset:
+    """The clips of ``records`` under ``protocol``: fixed segments, ``num_views`` fixed crops
+    (items: ``video`` [S, V, C, T, H, W], ``label``, ``skipped``)."""
+    from vjepa.data.clips import ClipDataset
+    from vjepa.data.transforms import EvalTransform
+
+    return ClipDataset(
+        records,
+        protocol.frames_per_clip,
+        protocol.frame_step,
+        num_clips=protocol.num_segments,
+        random_clip=False,
+        transform=EvalTransform(protocol.crop_size, protocol.num_views),
+    )
 
 
 def encoder_uid(encoder: nn.Module) -> str:
@@ -110,9 +154,14 @@ def auto_batch_size(
 
 @torch.no_grad()
 def encode_batch(
-    encoder: nn.Module, video: torch.Tensor, pool: str, device: torch.device
+    encoder: nn.Module,
+    video: torch.Tensor,
+    pool: str,
+    device: torch.device,
+    on_device: bool = False,
 ) -> torch.Tensor:
-    """[B, S, V, C, T, H, W] -> [B, S, V, N, D] (or [B, S, V, D] mean-pooled), float32 on CPU."""
+    """[B, S, V, C, T, H, W] -> [B, S, V, N, D] (or [B, S, V, D] mean-pooled), float32 on CPU
+    (``on_device``: left on ``device``)."""
     b, s, v = video.shape[:3]
     x = video.flatten(0, 2).to(device, non_blocking=True)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -120,7 +169,8 @@ def encode_batch(
     z = z.float()
     if pool == "mean":
         z = z.mean(dim=1)
-    return z.unflatten(0, (b, s, v)).cpu()
+    z = z.unflatten(0, (b, s, v))
+    return z if on_device else z.cpu()
 
 
 def extract_features(

@@ -180,6 +180,13 @@ class FeatureSet:
             x = self.store.take(self.rows[idx.numpy()])
         return to_view_tokens(x.float()), self.labels[idx]
 
+    def batches(
+        self, order: torch.Tensor, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``batch`` of each ``batch_size`` slice of ``order``, in order."""
+        for start in range(0, len(order), batch_size):
+            yield self.batch(order[start : start + batch_size])
+
 
 def to_view_tokens(x: torch.Tensor) -> torch.Tensor:
     """[B, S, V, T, D] or pooled [B, S, V, D] -> [B, V, S*T, D]: segments concatenated per view."""

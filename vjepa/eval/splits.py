@@ -8,7 +8,7 @@ see only that carve-out; the evaluation store is read only for the final, report
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,14 +35,24 @@ def training_rows(
 ) -> tuple[FeatureStore, np.ndarray, np.ndarray]:
     """(train store, train rows, validation rows) after the label fraction and the carve-out."""
     store = open_split(config, "train")
-    labels = store.labels
-    usable = np.nonzero(store.valid)[0]
+    train, val = carve_rows(config, store.labels, store.valid, store.groups)
+    return store, train, val
+
+
+def carve_rows(
+    config: Mapping[str, Any],
+    labels: np.ndarray,
+    valid: np.ndarray,
+    groups: Sequence[str] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of a labelled split: its usable rows, the stratified label
+    fraction, then the grouped validation carve-out (the same cut for stored and streamed
+    features)."""
+    usable = np.nonzero(valid)[0]
     fraction = float(config.get("label_fraction", 1.0))
     split_seed = int(config.get("split_seed", 0))
     rows = usable[stratified_subset(labels[usable], fraction, split_seed)]
     val_fraction = float(config.get("val_fraction", 0.1))
-    groups = store.groups
-    train, val = carve_validation(
+    return carve_validation(
         labels, rows, val_fraction, split_seed, None if groups is None else np.asarray(groups)
     )
-    return store, train, val

@@ -32,12 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.errors import UserError
+from vjepa.utils.io import atomic_save
 from vjepa.utils.keys import reject_unknown
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 PARAM_TYPES = ("float", "int", "categorical")
 POLL_S = 0.5
+DEFAULT_HEADS_PER_PASS = (
+    16  # V-JEPA 2 trains 20 heads at once; 16 keep a ViT-L probe grid in memory
+)
+HEARTBEAT_S = 30.0
 
 
 @dataclass
@@ -52,6 +57,8 @@ class SweepConfig:
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
     stale_after_s: float = 600.0
     study_name: str | None = None
+    # streamed features: trials trained together as heads on one encoder pass (None: 16)
+    heads_per_pass: int | None = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> SweepConfig:
@@ -64,7 +71,13 @@ class SweepConfig:
             raise UserError(f"sweep.pruner: {sc.pruner!r} is not one of {', '.join(PRUNERS)}")
         if sc.n_trials < 0 or sc.workers < 1:
             raise UserError("sweep: n_trials must be >= 0 and workers >= 1")
+        if sc.heads_per_pass is not None and sc.heads_per_pass < 1:
+            raise UserError(f"sweep.heads_per_pass: must be >= 1, got {sc.heads_per_pass}")
         return sc
+
+    @property
+    def per_pass(self) -> int:
+        return self.heads_per_pass or DEFAULT_HEADS_PER_PASS
 
 
 # ----------------------------------------------------------------------------- search space
@@ -132,7 +145,7 @@ def study_name_for(config: Mapping[str, Any], sweep: SweepConfig) -> str:
     if sweep.study_name:
         return sweep.study_name
     keyed = {k: v for k, v in config.items() if k not in ("features", "sweep")}
-    keyed["train"] = str(config.get("features", {}).get("train"))
+    keyed["train"] = str((config.get("features") or {}).get("train"))
     keyed["space"] = sweep.space
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
     return f"probe-{digest[:12]}"
@@ -252,8 +265,11 @@ def study_lock(study_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def claim_trial(study: Any, study_dir: Path, n_trials: int, stale_after_s: float) -> Any | None:
-    """A new trial owned by this process, or None when the budget is done. Waits while full."""
+def claim_trial(
+    study: Any, study_dir: Path, n_trials: int, stale_after_s: float, wait: bool = True
+) -> Any | None:
+    """A new trial owned by this process, or None when the budget is done. Waits while every
+    remaining trial is running elsewhere (``wait=False``: returns None then)."""
     from optuna.trial import TrialState
 
     while True:
@@ -269,6 +285,8 @@ def claim_trial(study: Any, study_dir: Path, n_trials: int, stale_after_s: float
                 trial.set_user_attr("owner", owner_record())
                 trial.set_user_attr("heartbeat", time.time())
                 return trial
+        if not wait:
+            return None
         time.sleep(POLL_S)
 
 
@@ -296,9 +314,13 @@ def study_summary(study: Any, n_trials: int | None = None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the worker
 def without_eval(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config a sweep is allowed to see: the evaluation store path removed."""
+    """The config a sweep is allowed to see: the evaluation store path (or split) removed."""
     cfg = json.loads(json.dumps(config, default=str))
-    cfg["features"] = {"train": cfg.get("features", {}).get("train")}
+    if cfg.get("stream") is not None:
+        data = cfg["stream"].get("data") or {}
+        cfg["stream"]["data"] = {k: v for k, v in data.items() if k != "eval"}
+    else:
+        cfg["features"] = {"train": (cfg.get("features") or {}).get("train")}
     return cfg
 
 
@@ -321,8 +343,10 @@ def run_worker(
         worker_index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
     sweep = SweepConfig.from_config(config.get("sweep"))
     base = ProbeParams.from_config(config.get("probe"))
-    validate_space(sweep.space, set(base.to_dict()))
     study_dir = Path(study_dir)
+    if config.get("stream") is not None:
+        return _stream_worker(config, study_dir, worker_index, sweep, base)
+    validate_space(sweep.space, set(base.to_dict()))
     store, train_rows, val_rows = training_rows(config, split="sweep")
     if len(val_rows) == 0:
         raise UserError(
@@ -368,6 +392,157 @@ def run_worker(
         trial.set_user_attr("best_epoch", result.best_epoch)
         _tell(study, trial, optuna.trial.TrialState.COMPLETE, result.val_top1)
     return study_summary(study, sweep.n_trials)
+
+
+def _stream_worker(
+    config: Mapping[str, Any],
+    study_dir: Path,
+    worker_index: int,
+    sweep: SweepConfig,
+    base: Any,
+) -> dict[str, Any]:
+    """Trials in generations of ``sweep.per_pass``: each generation trains its trials as heads on
+    one encoder pass per epoch, reports every head's validation top-1 per epoch (a pruned trial
+    stops its head, not the pass) and tells each trial's result; its best head is kept in
+    ``heads/trial-<number>.pt`` for the probe stage to evaluate."""
+    from optuna.trial import TrialState
+
+    from vjepa.eval.heads import train_heads
+    from vjepa.eval.probe_train import HEAD_KEYS, ProbeParams
+    from vjepa.eval.splits import carve_rows
+    from vjepa.eval.stream import (
+        VAL_CACHE_MB,
+        StreamRows,
+        open_stream,
+        record_columns,
+        split_records,
+    )
+
+    for name in sweep.space:
+        if name not in HEAD_KEYS:
+            raise UserError(
+                f"sweep.space.{name}: a sweep on streamed features trains its trials as heads of "
+                f"one pass, which differ only in {' and '.join(HEAD_KEYS)}"
+            )
+    validate_space(sweep.space, set(HEAD_KEYS))
+    stream = config["stream"]
+    source = open_stream(stream)
+    records = split_records(stream, "train")
+    train_rows, val_rows = carve_rows(config, *record_columns(records))
+    if len(val_rows) == 0:
+        raise UserError(
+            "val_fraction: a sweep needs validation rows carved from the training labels"
+        )
+    train = StreamRows(source, records, train_rows)
+    val = StreamRows(source, records, val_rows, cache_mb=VAL_CACHE_MB)
+    study = load_study(config, study_dir, worker_index)
+    seed = int(config.get("seed", 0))
+    (study_dir / "heads").mkdir(parents=True, exist_ok=True)
+    dims = {"num_classes": source.num_classes, "embed_dim": source.embed_dim}
+    while True:
+        trials = []
+        while len(trials) < sweep.per_pass:
+            trial = claim_trial(
+                study, study_dir, sweep.n_trials, sweep.stale_after_s, wait=not trials
+            )
+            if trial is None:
+                break
+            trials.append(trial)
+        if not trials:
+            break
+        heads = []
+        for t in trials:
+            drawn = suggest(t, sweep.space)
+            heads.append({k: float(drawn.get(k, getattr(base, k))) for k in HEAD_KEYS})
+        params = ProbeParams(**{**base.to_dict(), "heads": heads})
+        params.num_heads = params.num_heads or source.num_heads
+        beat = [time.monotonic()]
+
+        def report(epoch: int, val_top1: list[float | None], trials: list = trials) -> list[int]:
+            stop = []
+            for k, (t, v) in enumerate(zip(trials, val_top1, strict=True)):
+                if v is None:
+                    continue  # stopped already
+                t.report(float(v), epoch)
+                t.set_user_attr("heartbeat", time.time())
+                if t.should_prune():
+                    stop.append(k)
+            return stop
+
+        def heartbeat(trials: list = trials, beat: list = beat) -> None:
+            if time.monotonic() - beat[0] > HEARTBEAT_S:
+                for t in trials:
+                    t.set_user_attr("heartbeat", time.time())
+                beat[0] = time.monotonic()
+
+        try:
+            res = train_heads(
+                train,
+                val,
+                params,
+                seed=seed,
+                device=source.device,
+                on_epoch=report,
+                on_batch=heartbeat,
+                **dims,
+            )
+        except BaseException:
+            for t in trials:
+                _tell(study, t, TrialState.FAIL)
+            raise
+        for k, t in enumerate(trials):
+            if res.stopped[k]:
+                _tell(study, t, TrialState.PRUNED)
+                continue
+            r = res.results[k]
+            head = {
+                "state": {n: v.cpu() for n, v in r.model.state_dict().items()},
+                "setting": heads[k],
+                "epoch": r.best_epoch,
+                "val_top1": r.val_top1,
+                "history": r.history,
+            }
+            atomic_save(study_dir / "heads" / f"trial-{t.number}.pt", lambda p, h=head: _save(h, p))
+            t.set_user_attr("best_epoch", r.best_epoch)
+            value = r.val_top1 if r.val_top1 is not None else float("nan")
+            _tell(study, t, TrialState.COMPLETE, value)
+    return {**study_summary(study, sweep.n_trials), "stream": source.stats.to_dict()}
+
+
+def _save(obj: Any, path: Path) -> None:
+    import torch
+
+    torch.save(obj, path)
+
+
+def best_trial_heads(
+    study: Mapping[str, Any], study_dir: Path, params: Any, dims: Mapping[str, int], device: Any
+) -> tuple[Any, Any]:
+    """The best trial of a streamed sweep as a one-head result, and its probe settings: the head
+    it trained (on the training rows, at its best validation epoch) is the one reported."""
+    import torch
+
+    from vjepa.eval.heads import HeadsResult
+    from vjepa.eval.probe_train import ProbeParams, ProbeResult
+    from vjepa.models.probe import build_probe
+
+    if study["best_trial"] is None:
+        raise RuntimeError(f"sweep {study['study_name']}: no trial completed")
+    path = Path(study_dir) / "heads" / f"trial-{study['best_trial']}.pt"
+    if not path.is_file():
+        raise RuntimeError(f"sweep {study['study_name']}: best trial's head {path} is missing")
+    head = torch.load(path, map_location="cpu", weights_only=False)
+    chosen = ProbeParams(**{**params.to_dict(), **head["setting"]})
+    model = build_probe(
+        chosen.kind,
+        embed_dim=dims["embed_dim"],
+        num_classes=dims["num_classes"],
+        num_heads=chosen.num_heads,
+        depth=chosen.depth,
+    )
+    model.load_state_dict(head["state"])
+    result = ProbeResult(model.to(device), head["epoch"], head["val_top1"], head["history"])
+    return HeadsResult([dict(head["setting"])], [result], 0, [False]), chosen
 
 
 def _tell(study: Any, trial: Any, state: Any, value: float | None = None) -> None:

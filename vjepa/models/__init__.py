@@ -1,52 +1,37 @@
 """V-JEPA models: the video ViT encoder, the narrow predictor, and checkpoint I/O.
 
 State-dict names and shapes match the reference implementation, so official checkpoints load
-into these modules unchanged.
+into these modules unchanged. The names below load on first use, so that the torch-free
+``vjepa.models.sizes`` (read by the pipeline at compile time) imports without torch.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from vjepa.models.checkpoint import (
-    Checkpoint,
-    export_official,
-    load_checkpoint,
-    load_encoder,
-    save_checkpoint,
-)
-from vjepa.models.predictor import Predictor
-from vjepa.models.presets import (
-    MODEL_KEYS,
-    PRESETS,
-    build_encoder,
-    build_from_config,
-    build_predictor,
-    model_config,
-)
-from vjepa.models.vit import VisionTransformer
+_HOMES = {
+    "Checkpoint": "checkpoint",
+    "export_official": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_encoder": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "Predictor": "predictor",
+    "build_encoder": "presets",
+    "build_from_config": "presets",
+    "build_predictor": "presets",
+    "model_config": "presets",
+    "build_probe": "probe",
+    "MODEL_KEYS": "sizes",
+    "PRESETS": "sizes",
+    "VisionTransformer": "vit",
+}
 
 
-def build_probe(*args: Any, **kwargs: Any) -> Any:
-    """Frozen-evaluation probe; see ``vjepa.models.probe.build_probe``."""
-    from vjepa.models.probe import build_probe as _build_probe
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
 
-    return _build_probe(*args, **kwargs)
 
-
-__all__ = [
-    "MODEL_KEYS",
-    "PRESETS",
-    "Checkpoint",
-    "Predictor",
-    "VisionTransformer",
-    "build_encoder",
-    "build_from_config",
-    "build_predictor",
-    "build_probe",
-    "export_official",
-    "load_checkpoint",
-    "load_encoder",
-    "model_config",
-    "save_checkpoint",
-]
+__all__ = sorted(_HOMES)

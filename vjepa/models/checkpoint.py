@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from vjepa.errors import CheckpointError
-from vjepa.models.presets import PRESETS, build_encoder, encoder_kwargs
+from vjepa.models.presets import build_encoder, encoder_kwargs
+from vjepa.models.sizes import PRESETS
 from vjepa.models.vit import VisionTransformer
 from vjepa.utils.io import atomic_save
 

@@ -1,59 +1,12 @@
-"""Named encoder sizes and the builders every other layer uses.
-
-The paper's sizes (``vit_tiny`` ... ``vit_giant``) follow the reference implementation. Three small
-sizes are ours, for pretraining on a CPU in minutes: ``vit_micro`` (96 wide, 4 blocks),
-``vit_mini`` (192 wide, 6 blocks) and ``vit_mini4`` (192 wide, 4 blocks).
-"""
+"""The builders every other layer uses, from the named sizes of ``vjepa.models.sizes``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from vjepa.models.predictor import Predictor
+from vjepa.models.sizes import MODEL_KEYS, preset
 from vjepa.models.vit import VisionTransformer
-
-
-@dataclass(frozen=True)
-class Preset:
-    embed_dim: int
-    depth: int
-    num_heads: int
-    mlp_ratio: float = 4.0
-
-
-PRESETS: dict[str, Preset] = {
-    # ours: CPU-sized encoders
-    "vit_micro": Preset(96, 4, 3),
-    "vit_mini": Preset(192, 6, 3),
-    "vit_mini4": Preset(192, 4, 3),  # docs/science.md's 192-wide search point
-    # the paper's / reference sizes
-    "vit_tiny": Preset(192, 12, 3),
-    "vit_small": Preset(384, 12, 6),
-    "vit_base": Preset(768, 12, 12),
-    "vit_large": Preset(1024, 24, 16),
-    "vit_huge": Preset(1280, 32, 16),
-    "vit_giant": Preset(1408, 40, 16, 48 / 11),
-}
-
-MODEL_KEYS = (
-    "name",
-    "num_frames",
-    "img_size",
-    "patch_size",
-    "tubelet_size",
-    "uniform_power",
-    "pred_depth",
-    "pred_embed_dim",
-)
-
-
-def preset(name: str) -> Preset:
-    """The preset called ``name``; a ValueError lists the known names."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown encoder {name!r} (known: {', '.join(PRESETS)})") from None
 
 
 def build_encoder(

@@ -10,6 +10,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from vjepa.models.sizes import PRESETS
 from vjepa.pipeline import schema
 from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import CONF_DIR, GROUPS, Spec, Value
@@ -103,7 +104,7 @@ def check_combinations(cfg: dict[str, Any]) -> None:
     model = cfg["model"]
     _divisible("model.img_size", model["img_size"], "model.patch_size", model["patch_size"])
     _divisible("model.num_frames", model["num_frames"], "model.tubelet_size", model["tubelet_size"])
-    heads = schema.MODEL_HEADS[model["name"]]
+    heads = PRESETS[model["name"]].num_heads
     _divisible(
         "model.pred_embed_dim", model["pred_embed_dim"], f"the {model['name']} head count", heads
     )

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vjepa.models.sizes import PRESETS
+
 
 class Invalid(Exception):
     """One validation failure: ``path`` (dotted keys) and a message saying what was expected."""
@@ -288,19 +290,7 @@ def lookup(schema: Schema, dotted: str) -> Schema:
 # The resolved config (one variant, every group composed) and the spec file itself.
 
 NAME = r"[a-z0-9][a-z0-9_-]*"
-# encoder presets and their head counts (vjepa.models.presets; the predictor shares the heads)
-MODEL_HEADS = {
-    "vit_micro": 3,
-    "vit_mini": 3,
-    "vit_mini4": 3,
-    "vit_tiny": 3,
-    "vit_small": 6,
-    "vit_base": 12,
-    "vit_large": 16,
-    "vit_huge": 16,
-    "vit_giant": 16,
-}
-MODEL_NAMES = tuple(MODEL_HEADS)
+MODEL_NAMES = tuple(PRESETS)  # the encoder sizes (vjepa.models.sizes)
 MASK_KINDS = ("multiblock", "random_tube")
 PROBE_KINDS = ("attentive", "linear")
 METRICS = ("top1", "top5")

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from vjepa.errors import UserError
-from vjepa.eval.extract import Protocol, extract_features
+from vjepa.eval.extract import Protocol, build_frozen_encoder, eval_clips, extract_features
 from vjepa.utils.keys import reject_unknown
 
 KEYS = (
@@ -29,36 +29,10 @@ KEYS = (
     "threads",
     "progress",
 )
-SOURCES = ("checkpoint", "official", "random")
-
-
-def build_frozen_encoder(enc: dict[str, Any], model: dict[str, Any] | None) -> torch.nn.Module:
-    """The encoder ``enc`` names; a checkpoint must agree with ``model`` where both say a size."""
-    from vjepa.models import build_encoder, load_encoder
-    from vjepa.models.presets import encoder_kwargs
-
-    source = enc.get("source", "checkpoint")
-    if source not in SOURCES:
-        raise UserError(f"extract.encoder.source: {source!r} is not one of {', '.join(SOURCES)}")
-    try:
-        kwargs = encoder_kwargs(dict(model or {}))
-    except ValueError as exc:
-        raise UserError(f"extract.model: {exc}") from None
-    if source == "random":
-        if "name" not in kwargs:
-            raise UserError("extract.model.name: a random-init encoder needs a model name")
-        torch.manual_seed(int(enc.get("seed", 0)))
-        return build_encoder(**kwargs)
-    path = enc.get("path")
-    if not path:
-        raise UserError(f"extract.encoder.path: source {source!r} needs a checkpoint path")
-    return load_encoder(path, which=enc.get("which", "target_encoder"), model_cfg=kwargs or None)
 
 
 def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
-    from vjepa.data.clips import ClipDataset
     from vjepa.data.index import read_index, task_classes
-    from vjepa.data.transforms import EvalTransform
 
     reject_unknown(config, KEYS, "extract")
     if config.get("threads"):
@@ -74,14 +48,7 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         raise UserError(f"extract.data: no usable {task}/{split} rows in {data['index']}")
     num_classes = int(data.get("num_classes") or task_classes(data["index"], task))
     encoder = build_frozen_encoder(enc_cfg, config.get("model"))
-    dataset = ClipDataset(
-        records,
-        protocol.frames_per_clip,
-        protocol.frame_step,
-        num_clips=protocol.num_segments,
-        random_clip=False,
-        transform=EvalTransform(protocol.crop_size, protocol.num_views),
-    )
+    dataset = eval_clips(records, protocol)
     meta = {
         "task": task,
         "split": split,

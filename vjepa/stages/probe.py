@@ -1,7 +1,11 @@
-"""Stage ``probe``: (optionally sweep, then) train one probe on stored features and report it.
+"""Stage ``probe``: (optionally sweep, then) train a probe on frozen features and report it.
 
-With ``probe.heads`` it trains several probes (one per lr/weight_decay setting) on one pass over the
-features, chooses one on the validation rows, and reports every head and the chosen one.
+The features come from a store (``features: {train, eval}``, written by extract stages) or are
+streamed (``stream``: the stage reads the clips and runs the frozen encoder itself, see
+``vjepa.eval.stream``). With ``probe.heads`` it trains several probes (one per lr/weight_decay
+setting) on one pass over the features, chooses one on the validation rows, and reports every head
+and the chosen one. A streamed probe saves its resume state in ``ckpt/heads.pt`` every epoch (and on
+SIGTERM / SIGUSR2, then stops without publishing metrics); running the stage again resumes it.
 
 Order matters for honesty: the sweep and model selection see only the validation rows carved from
 the training labels; the evaluation store is opened once, after the probe is final.
@@ -16,9 +20,9 @@ import numpy as np
 import torch
 
 from vjepa.errors import UserError
-from vjepa.eval.heads import evaluate_heads, head_params, train_heads
+from vjepa.eval.heads import HeadsResult, Rows, evaluate_heads, head_params, train_heads
 from vjepa.eval.probe_train import FeatureSet, ProbeParams, evaluate, train_probe
-from vjepa.eval.splits import open_split, training_rows
+from vjepa.eval.splits import carve_rows, open_split, training_rows
 from vjepa.eval.store import FeatureStore
 from vjepa.eval.sweep import SweepConfig, run_sweep
 from vjepa.utils.io import atomic_save
@@ -26,6 +30,7 @@ from vjepa.utils.keys import reject_unknown
 
 KEYS = (
     "features",
+    "stream",
     "task",
     "probe",
     "label_fraction",
@@ -50,6 +55,10 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
             "lr/weight_decay settings; drop one of them"
         )
     seed = int(config.get("seed", 0))
+    if config.get("stream") is not None:
+        if config.get("features") is not None:
+            raise UserError("probe: give features (stored) or stream, not both")
+        return _run_stream(config, out, params, sweep, seed)
     store, train_rows, val_rows = training_rows(config)
     params.num_heads = params.num_heads or store.num_heads
     if params.heads is not None:
@@ -88,12 +97,13 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         "embed_dim": store.embed_dim,
     }
     atomic_save(out / "probe.pt", lambda tmp: torch.save(ckpt, tmp))
-    return _metrics(config, store, params, len(train), scores, study, val_top1, result.best_epoch)
+    task = store.manifest.get("task")
+    return _metrics(config, task, params, len(train), scores, study, val_top1, result.best_epoch)
 
 
 def _metrics(
     config: dict[str, Any],
-    store: FeatureStore,
+    task: str | None,
     params: ProbeParams,
     n_train: int,
     scores: dict[str, Any],
@@ -109,7 +119,7 @@ def _metrics(
         "n_eval": scores["n"],
         "label_fraction": float(config.get("label_fraction", 1.0)),
         "split_seed": int(config.get("split_seed", 0)),
-        "task": config.get("task") or store.manifest.get("task"),
+        "task": config.get("task") or task,
         "kind": params.kind,
         "params": params.to_dict(),
         "study": study,
@@ -127,31 +137,51 @@ def _run_heads(
     val_rows: np.ndarray,
     seed: int,
 ) -> dict[str, Any]:
-    """Multi-head probe: the head and its epoch are chosen on validation, before the test split
-    is opened; every head's kept state is then evaluated on it, and the chosen head's is reported."""
+    """Multi-head probe on stored features."""
     train = FeatureSet(store, train_rows, store.labels)
     val = FeatureSet(store, val_rows, store.labels) if len(val_rows) else None
-    res = train_heads(
-        train, val, params, num_classes=store.num_classes, embed_dim=store.embed_dim, seed=seed
-    )
+    dims = {"num_classes": store.num_classes, "embed_dim": store.embed_dim}
+    res = train_heads(train, val, params, seed=seed, **dims)
+
+    def test() -> Rows:
+        evals = open_split(config, "eval")  # first and only read of the evaluation split
+        if evals.manifest["encoder"]["uid"] != store.manifest["encoder"]["uid"]:
+            raise UserError("features.eval: extracted with another encoder than features.train")
+        return FeatureSet(evals, np.nonzero(evals.valid)[0], evals.labels)
+
+    metrics = _report_heads(config, out, params, res, test, dims, len(train))
+    return {**metrics, "task": config.get("task") or store.manifest.get("task")}
+
+
+def _report_heads(
+    config: dict[str, Any],
+    out: Path,
+    params: ProbeParams,
+    res: HeadsResult,
+    test: Any,
+    dims: dict[str, int],
+    n_train: int,
+) -> dict[str, Any]:
+    """Evaluate every head's kept state on the test rows (opened by ``test()`` only now, after
+    the head was chosen on validation), save the chosen head, and report it (every head too when
+    there are several)."""
     chosen, result = res.chosen, res.results[res.chosen]
-
-    evals = open_split(config, "eval")  # first and only read of the evaluation split
-    if evals.manifest["encoder"]["uid"] != store.manifest["encoder"]["uid"]:
-        raise UserError("features.eval: extracted with another encoder than features.train")
-    test = FeatureSet(evals, np.nonzero(evals.valid)[0], evals.labels)
-    scores = evaluate_heads([r.model for r in res.results], test)
-
-    state = {f"module.{k}": v for k, v in result.model.state_dict().items()}
+    scores = evaluate_heads([r.model for r in res.results], test())
+    state = {f"module.{k}": v.cpu() for k, v in result.model.state_dict().items()}
+    single = params.heads is None
     ckpt = {
         "classifier": state,
         "epoch": result.best_epoch + 1,
-        "params": head_params(params, chosen).to_dict(),
-        "num_classes": store.num_classes,
-        "embed_dim": store.embed_dim,
-        "chosen_head": chosen,
+        "params": (params if single else head_params(params, chosen)).to_dict(),
+        **dims,
+        **({} if single else {"chosen_head": chosen}),
     }
     atomic_save(out / "probe.pt", lambda tmp: torch.save(ckpt, tmp))
+    metrics = _metrics(
+        config, None, params, n_train, scores[chosen], None, result.val_top1, result.best_epoch
+    )
+    if single:
+        return metrics
     heads = [
         {
             "lr": h["lr"],
@@ -163,7 +193,60 @@ def _run_heads(
         }
         for h, r, s in zip(res.settings, res.results, scores, strict=True)
     ]
-    metrics = _metrics(
-        config, store, params, len(train), scores[chosen], None, result.val_top1, result.best_epoch
-    )
     return {**metrics, "heads": heads, "chosen_head": chosen}
+
+
+def _run_stream(
+    config: dict[str, Any], out: Path, params: ProbeParams, sweep: SweepConfig, seed: int
+) -> dict[str, Any]:
+    """Probe (single, heads or a sweep) on features the frozen encoder computes batch by batch."""
+    from vjepa.eval.stream import (
+        VAL_CACHE_MB,
+        StreamRows,
+        open_stream,
+        record_columns,
+        split_records,
+    )
+    from vjepa.eval.sweep import best_trial_heads
+    from vjepa.train.signals import stop_on_signals
+
+    stream = config["stream"]
+    source = open_stream(stream)
+    params.num_heads = params.num_heads or source.num_heads
+    dims = {"num_classes": source.num_classes, "embed_dim": source.embed_dim}
+    records = split_records(stream, "train")
+    train_rows, val_rows = carve_rows(config, *record_columns(records))
+    study = None
+    if sweep.n_trials > 0:
+        study = run_sweep(config, out / "study")
+        res, params = best_trial_heads(study, out / "study", params, dims, source.device)
+    else:
+        train = StreamRows(source, records, train_rows)
+        val = (
+            StreamRows(source, records, val_rows, cache_mb=VAL_CACHE_MB) if len(val_rows) else None
+        )
+        with stop_on_signals() as stop:
+            res = train_heads(
+                train,
+                val,
+                params,
+                seed=seed,
+                device=source.device,
+                checkpoint=out / "ckpt" / "heads.pt",
+                stop=stop,
+                **dims,
+            )
+
+    def test() -> Rows:
+        records = split_records(stream, "eval")
+        return StreamRows(source, records, np.arange(len(records)))
+
+    metrics = _report_heads(config, out, params, res, test, dims, len(train_rows))
+    if study is not None:
+        metrics["study"] = study
+    return {
+        **metrics,
+        "features": "stream",
+        "encoder_uid": source.uid,
+        "stream": source.stats.to_dict(),
+    }
