@@ -119,6 +119,27 @@ def _print_submitted(console: Any, name: str, spec: Path, submitted: dict[str, s
     )
 
 
+def _print_evaluation(console: Any, compiled: Any) -> None:
+    """Each task's frozen-evaluation path (store or stream) with the store-size estimate."""
+    from rich.table import Table
+
+    from vjepa.utils.units import human_bytes
+
+    if not compiled.evaluation:
+        return
+    table = Table(title="frozen evaluation (eval.features)", title_justify="left")
+    for col in ("task", "model", "features", "store estimate", "why"):
+        table.add_column(col, overflow="fold")
+    for choice in compiled.evaluation:
+        sizes = ", ".join(
+            f"{s.split} {human_bytes(s.bytes)}" if s.bytes is not None else f"{s.split} ?"
+            for s in choice.stores
+        )
+        colour = "green" if choice.mode == "store" else "cyan"
+        table.add_row(choice.task, choice.model, f"[{colour}]{choice.mode}[/]", sizes, choice.why)
+    console.print(table)
+
+
 def _print_results(console: Any, root: Path, compiled: Any, fmt: str = "table") -> None:
     from vjepa.pipeline import results, tables
 
@@ -189,6 +210,7 @@ def register(app: typer.Typer) -> None:
             )
             for stage in result.planned:
                 console.print(f"  {stage}", highlight=False)
+            _print_evaluation(console, result.compiled)
             return
         if opts.detach and result.planned:
             _print_submitted(console, name, spec, result.submitted)
@@ -271,6 +293,7 @@ def register(app: typer.Typer) -> None:
             "pretrain": "magenta",
             "extract": "cyan",
             "probe": "green",
+            "stream": "green",
             "report": "yellow",
         }
         tree = Tree(f"[bold]{compiled.spec.name}[/] ({len(compiled.stages)} stages)")
@@ -285,7 +308,9 @@ def register(app: typer.Typer) -> None:
             if stage.kind == "report":
                 label += f" <- {len(stage.inputs)} probes"
             nodes[stage.name] = parent.add(label)
-        _console().print(tree)
+        console = _console()
+        console.print(tree)
+        _print_evaluation(console, compiled)
 
     @app.command("status")
     @friendly
@@ -323,6 +348,7 @@ def register(app: typer.Typer) -> None:
             secs = f"{r.seconds:.1f}s" if r.seconds is not None else ""
             table.add_row(r.name, f"[{colours[r.state]}]{r.state}[/]", secs, r.note)
         console.print(table)
+        _print_evaluation(console, compiled)
         for r in rows:
             log_tail = (
                 status.read_state(root, r.name).get("log_tail") if r.state == "failed" else ""

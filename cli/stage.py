@@ -10,10 +10,9 @@ from pathlib import Path
 import typer
 
 from cli.errors import friendly
+from vjepa.stages import KINDS
 
 app = typer.Typer(no_args_is_help=True)
-
-KINDS = ("data", "pretrain", "extract", "probe", "report")
 
 
 def _make(kind: str):

@@ -1,4 +1,4 @@
-"""Streamed frozen features: the probe stage reads real clips and runs the frozen encoder itself.
+"""Streamed frozen features: the stream stage reads real clips and runs the frozen encoder itself.
 
 Same protocol as a store (fixed segments and crops, the store's dtype), so with the same settings a
 streamed probe equals a stored one; K heads share each encoded batch; a killed streamed probe
@@ -110,7 +110,7 @@ SCORES = ("top1", "top5", "val_top1", "best_epoch", "n_train", "n_eval")
 @pytest.mark.parametrize("probe", [{}, {"heads": {"lr": [1e-3, 3e-3]}}], ids=["single", "heads"])
 def test_stream_and_store_give_the_same_probe(tmp_path, index, probe):
     stored = run_stage("probe", store_config(index, tmp_path / "x", probe), tmp_path / "store")
-    streamed = run_stage("probe", stream_config(index, probe), tmp_path / "stream")
+    streamed = run_stage("stream", stream_config(index, probe), tmp_path / "stream")
     assert {k: stored[k] for k in SCORES} == {k: streamed[k] for k in SCORES}
     assert stored.get("heads") == streamed.get("heads")
     assert streamed["features"] == "stream" and "features" not in stored
@@ -158,7 +158,7 @@ def test_streamed_head_choice_never_decodes_the_test_split(tmp_path, index, monk
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(video, "read_frames", spy)
-    m = run_stage("probe", stream_config(index, {"heads": {"lr": [1e-4, 3e-3]}}), tmp_path / "p")
+    m = run_stage("stream", stream_config(index, {"heads": {"lr": [1e-4, 3e-3]}}), tmp_path / "p")
     test_reads = [(p, training) for p, training in reads if p in test_paths]
     assert len(test_reads) == m["n_eval"] == len(test_paths)  # each test clip once, at the end
     assert not [p for p, training in test_reads if training]
@@ -172,7 +172,7 @@ def _stage_process(cfg: dict, out: Path, root: Path) -> subprocess.Popen:
     path.write_text(yaml.safe_dump(cfg))
     code = (
         "import sys, torch; torch.set_num_threads(1); from vjepa.stages import run_stage, "
-        "load_stage_config; run_stage('probe', load_stage_config(sys.argv[1]), sys.argv[2])"
+        "load_stage_config; run_stage('stream', load_stage_config(sys.argv[1]), sys.argv[2])"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", code, str(path), str(out)], env=env)
@@ -190,7 +190,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 def test_killed_stream_probe_resumes_to_the_uninterrupted_result(tmp_path, index, how):
     probe = {"heads": {"lr": [1e-3, 3e-3]}, "epochs": 10}  # seconds left to kill it in
     cfg = stream_config(index, probe)
-    whole = run_stage("probe", cfg, tmp_path / "whole")
+    whole = run_stage("stream", cfg, tmp_path / "whole")
     out = tmp_path / "killed"
     proc = _stage_process(cfg, out, tmp_path)
     _wait_for(out / "ckpt" / "heads.pt", proc)  # after epoch 0: kill inside a later epoch
@@ -200,7 +200,7 @@ def test_killed_stream_probe_resumes_to_the_uninterrupted_result(tmp_path, index
     assert not (out / "metrics.json").exists()
     state = torch.load(out / "ckpt" / "heads.pt", weights_only=False)
     assert state["epoch"] >= 1  # saved after the first epoch at least
-    resumed = run_stage("probe", cfg, out)
+    resumed = run_stage("stream", cfg, out)
     for key in (*SCORES, "heads", "chosen_head"):
         assert resumed[key] == whole[key], key
     a = torch.load(tmp_path / "whole" / "probe.pt", weights_only=True)["classifier"]
@@ -211,8 +211,53 @@ def test_killed_stream_probe_resumes_to_the_uninterrupted_result(tmp_path, index
     assert json.loads((out / "metrics.json").read_text())["top1"] == whole["top1"]
 
 
-def test_stream_and_features_together_are_refused(tmp_path, index):
+def test_each_probe_kind_refuses_the_other_kinds_features(tmp_path, index):
     cfg = {**stream_config(index), "features": {"train": "a", "eval": "b"}}
-    with pytest.raises(Exception, match="not both"):
+    with pytest.raises(Exception, match="features"):
+        run_stage("stream", cfg, tmp_path / "s")
+    with pytest.raises(Exception, match="stream"):
         run_stage("probe", cfg, tmp_path / "p")
-    assert not (tmp_path / "p" / "metrics.json").exists()
+    assert not list(tmp_path.glob("*/metrics.json"))
+
+
+SPACE = {
+    "lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+    "weight_decay": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+}
+
+
+def test_stream_sweep_of_16_trials_costs_one_probe_training(tmp_path, index):
+    sweep = {"n_trials": 16, "heads_per_pass": 16, "pruner": "none", "space": SPACE}
+    m = run_stage("stream", stream_config(index, sweep=sweep), tmp_path / "p")
+    study = m["study"]
+    assert study["n_complete"] == 16 and study["n_failed"] == 0
+    n_val = len(carve_rows(stream_config(index), *record_columns(_records(index)))[1])
+    # 16 trials, one generation: each training clip encoded once per epoch, validation once
+    assert study["stream"]["clips_encoded"] == PROBE["epochs"] * m["n_train"] + n_val
+    assert m["val_top1"] == study["best_value"]
+    assert m["params"]["lr"] == pytest.approx(study["best_params"]["lr"])
+    heads = sorted((tmp_path / "p" / "study" / "heads").glob("trial-*.pt"))
+    assert len(heads) == 16  # every completed trial's head is kept; the best one is reported
+    best = torch.load(tmp_path / "p" / "study" / "heads" / f"trial-{study['best_trial']}.pt")
+    reported = torch.load(tmp_path / "p" / "probe.pt", weights_only=True)["classifier"]
+    assert all(torch.equal(reported[f"module.{k}"], v) for k, v in best["state"].items())
+
+
+def test_stream_sweep_reports_every_epoch_and_prunes_heads(tmp_path, index):
+    from vjepa.eval.sweep import load_study, without_eval
+
+    sweep = {"n_trials": 8, "heads_per_pass": 4, "pruner": "median", "space": SPACE}
+    cfg = stream_config(index, {"epochs": 4}, sweep=sweep)
+    m = run_stage("stream", cfg, tmp_path / "p")
+    assert m["study"]["n_complete"] + m["study"]["n_pruned"] == 8
+    study = load_study(without_eval(cfg), tmp_path / "p" / "study")
+    for t in study.trials:
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(len(steps))) and steps  # one value per epoch it trained
+        assert len(steps) == 4 or t.state.name == "PRUNED"
+
+
+def test_stream_sweep_space_must_be_head_settings(tmp_path, index):
+    sweep = {"n_trials": 2, "space": {"epochs": {"type": "int", "low": 1, "high": 3}}}
+    with pytest.raises(Exception, match="heads of one pass"):
+        run_stage("stream", stream_config(index, sweep=sweep), tmp_path / "p")

@@ -91,3 +91,33 @@ def test_paper_spec_runs_end_to_end_at_laptop_scale(paper_data, tmp_path) -> Non
         [str(BIN / "dvc"), "status", "--json"], cwd=root, env=env, capture_output=True, text=True
     )
     assert json.loads(status.stdout.strip().splitlines()[-1]) == {}
+
+    # the same study with streamed features: no extract stage; the probes encode the clips
+    stream = [*args, "eval.features=stream"]
+    planned = vx(root, env, "run", *stream, "--dry-run").stdout
+    assert "extract-" not in planned and planned.count("stream-") == 6
+    assert "stream" in planned and "eval.features=stream" in planned
+    vx(root, env, "run", *stream, "-j", "2")
+    check_table(root, env, stream)
+    streamed = [json.loads(p.read_text()) for p in (root / "metrics" / "stream").glob("*.json")]
+    assert len(streamed) == 6 and all(m["features"] == "stream" for m in streamed)
+    assert all(m["stream"]["clips_encoded"] > 0 for m in streamed)
+
+
+def test_auto_streams_when_the_store_estimate_exceeds_the_budget(paper_data, tmp_path) -> None:
+    """``eval.features=auto`` (the default) with a budget smaller than the laptop stores."""
+    data_root, checkpoint = paper_data
+    root, env = make_project(tmp_path)
+    args = paper_run_args(data_root, checkpoint)
+    stored = vx(root, env, "compile", *args, "--dry-run").stdout
+    assert stored.count("extract-") == 12  # 2 encoders x 3 tasks x (train, eval)
+    out = vx(root, env, "run", *args, "eval.store_budget=100kB", "--dry-run").stdout
+    assert "extract-" not in out
+    for task in ("k400", "ssv2", "in1k"):
+        row = next(line for line in out.splitlines() if line.startswith(f"│ {task} "))
+        assert "stream" in row and "exceeds eval.store_budget" in row
+    # a budget that holds them all: every task stores
+    out = vx(root, env, "run", *args, "eval.store_budget=10GB", "--dry-run").stdout
+    assert out.count("extract-") == 12 and "exceeds" not in out
+    bad = vx(root, env, "run", *args, "eval.store_budget=lots", "--dry-run", check=False)
+    assert bad.returncode != 0 and "eval.store_budget" in bad.stdout + bad.stderr

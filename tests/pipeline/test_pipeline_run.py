@@ -131,7 +131,10 @@ def dry_run(root: Path, env: dict[str, str], *overrides: str) -> tuple[str, list
     """(summary line, listed stage names) of ``run --dry-run``."""
     out = vx(root, env, "run", "experiments/tiny.yaml", *overrides, "--dry-run").stdout
     lines = out.strip().splitlines()
-    return lines[0], [line.strip() for line in lines[1:]]
+    # the stage list is indented; the frozen-evaluation table follows it
+    return lines[0], [
+        line.strip() for line in lines[1:] if line.startswith("  ") and line[2:3].isalnum()
+    ]
 
 
 def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:

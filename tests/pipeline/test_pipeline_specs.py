@@ -195,8 +195,15 @@ def test_paper_spec_needs_deferred_path_checks() -> None:
     assert (
         pre.config["model"]["name"] == "vit_large" and pre.config["pretrain"]["dtype"] == "bfloat16"
     )
-    k400 = next(s for s in c.stages if s.kind == "extract" and s.config["data"]["task"] == "k400")
-    assert (k400.config["protocol"]["num_segments"], k400.config["protocol"]["num_views"]) == (8, 3)
+    # K400's tokens at the paper's protocol (~18.5 TB for train) are streamed, whatever the disk
+    k400 = next(s for s in c.stages if s.kind == "stream" and s.config["task"] == "k400")
+    protocol = k400.config["stream"]["protocol"]
+    assert (protocol["num_segments"], protocol["num_views"]) == (8, 3)
+    assert not [s for s in c.stages if s.kind == "extract"]
+    choice = next(e for e in c.evaluation if e.task == "k400")
+    train = next(s for s in choice.stores if s.split == "train")
+    assert choice.mode == "stream" and train.counted_from == "published size"
+    assert train.bytes == 240_000 * 8 * 3 * 1568 * 1024 * 2  # 18.5 TB
 
 
 # (spec text or None for GOOD, overrides, expected message fragment)

@@ -19,8 +19,8 @@ SMALL = {"resources": {"default": {"cpus_per_task": 1, "mem_gb": 0.5, "time": 5}
 
 def toy_pretrain(kind: str, config: dict, out: str, uid: str | None) -> dict:
     """A stage with the pretrain contract: saves on the stop event, raises PretrainInterrupted."""
-    from vjepa.train.signals import PretrainInterrupted, stop_on_signals
     from vjepa.utils.io import atomic_write_json
+    from vjepa.utils.signals import PretrainInterrupted, stop_on_signals
 
     out_dir = Path(out)
     ckpt = out_dir / "ckpt" / "latest.json"

@@ -118,3 +118,65 @@ def test_killed_worker_leaves_no_stuck_trial(slurm_folder, store):
     # The killed trial was failed at once (SIGTERM -> exception in the trial), not left RUNNING.
     assert study.trials[victim_trial].state in (TrialState.FAIL, TrialState.COMPLETE)
     assert counts(study).get("FAIL", 0) >= 1
+
+
+@pytest.fixture(scope="module")
+def video_index(slurm_tmp) -> str:
+    """A data stage's index of real synthetic videos (for sweeps on streamed features)."""
+    from vjepa.stages import run_stage
+
+    synth = {"resolution": 32, "frames": 16, "videos": 24, "images": 0, "directions": 4}
+    run_stage(
+        "data",
+        {"synth": {**synth, "time_reversed_pairs": False}, "workers": 1},
+        slurm_tmp / "videos",
+    )
+    return str(slurm_tmp / "videos" / "index.parquet")
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_array_of_stream_workers_trains_generations_of_heads(
+    backend, slurm_folder, video_index, request
+):
+    """Two SLURM workers on streamed features, 4 trials a pass: exactly 8 trials, each with its
+    head kept, the two workers' generations sharing one study."""
+    storage = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    config = {
+        "stream": {
+            "encoder": {"source": "random", "seed": 0},
+            "model": {
+                "name": "vit_micro",
+                "num_frames": 16,
+                "img_size": 32,
+                "patch_size": 8,
+                "tubelet_size": 2,
+            },
+            "data": {"index": video_index, "task": "motion", "train": "train"},
+            "protocol": {"frames_per_clip": 16, "frame_step": 1, "crop_size": 32},
+            "dtype": "float16",
+            "batch_size": 8,
+        },
+        "task": "motion",
+        "probe": {"kind": "attentive", "epochs": 2, "batch_size": 8},
+        "val_fraction": 0.25,
+        "seed": 0,
+        "sweep": {
+            "n_trials": 8,
+            "heads_per_pass": 4,
+            "sampler": "random",
+            "pruner": "none",
+            "storage": storage,
+            "study_name": f"t-{uuid.uuid4().hex[:8]}",
+            "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+        },
+    }
+    ex, handles = run_array(slurm_folder, config, workers=2)
+    states = ex.wait(handles, timeout_s=300, interval_s=1)
+    assert set(states.values()) == {"done"}, ex.log_tail(handles[0], 30)
+    study = study_of(config, slurm_folder)
+    assert counts(study) == {"COMPLETE": 8}
+    kept = {p.name for p in (slurm_folder / "study" / "heads").glob("trial-*.pt")}
+    assert kept == {f"trial-{t.number}.pt" for t in study.trials}
+    summaries = [ex.result(h) for h in handles]
+    assert all(s["n_complete"] == 8 for s in summaries)
+    assert sum(s["stream"]["clips_encoded"] > 0 for s in summaries) >= 1

@@ -15,7 +15,7 @@ import time
 
 CHILD = """
 import time
-from vjepa.train.signals import stop_on_signals
+from vjepa.utils.signals import stop_on_signals
 with stop_on_signals() as stop:
     print("ready", flush=True)
     deadline = time.monotonic() + 1.0
@@ -45,7 +45,7 @@ def test_a_burst_of_signals_sets_the_flag_and_the_block_ends_normally():
 
 
 def test_previous_handlers_come_back_after_the_block():
-    from vjepa.train.signals import stop_on_signals
+    from vjepa.utils.signals import stop_on_signals
 
     before = signal.getsignal(signal.SIGUSR2)
     with stop_on_signals() as stop:

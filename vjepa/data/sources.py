@@ -203,6 +203,50 @@ def _walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
         yield dirpath, dirnames, sorted(f for f in filenames if not f.startswith("."))
 
 
+def count_tree(
+    path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> int:
+    """Media files under a class-per-folder tree: the clips its index will hold.
+
+    A full listing (1.28M files for ImageNet), so it is cached, keyed by the class folders'
+    modification times (adding or removing a file in a class folder changes its folder's).
+    """
+    root = Path(path).absolute()
+    try:
+        with os.scandir(root) as it:
+            folders = sorted(
+                (e.name, e.stat().st_mtime_ns)
+                for e in it
+                if e.is_dir() and not e.name.startswith(".")
+            )
+    except OSError as exc:
+        raise DataError(f"{root}: cannot read ({exc.strerror})") from None
+    key = ["tree", str(root), [list(f) for f in folders]]
+    cache = _cache_file(cache_dir, f"tree:{root}") if cache_dir is not None else None
+    try:
+        body = json.loads(cache.read_text()) if cache is not None else None
+        if body is not None and body["key"] == key and type(body["files"]) is int:
+            return body["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    images, videos = _media_exts()
+    exts = images | videos
+    files = sum(
+        os.path.splitext(f)[1].lower() in exts
+        for name, _ in folders
+        for _, _, filenames in _walk(str(root / name))
+        for f in filenames
+    )
+    if cache is not None:
+        from vjepa.utils.io import atomic_write_json
+
+        try:
+            atomic_write_json(cache, {"key": key, "files": files})
+        except OSError:
+            pass
+    return files
+
+
 # ---------------------------------------------------------------------------------------------
 # the cache of CSV inspections
 

@@ -65,8 +65,8 @@ def build_frozen_encoder(
     """The encoder ``enc`` names: ``checkpoint`` (ours; ``which`` picks target_encoder or
     encoder), ``official`` (the reference layout) or ``random`` (built from ``model``, seeded by
     ``enc.seed``); a checkpoint must agree with ``model`` where both say a size."""
-    from vjepa.models import build_encoder, load_encoder
-    from vjepa.models.presets import encoder_kwargs
+    from vjepa.models.checkpoint import load_encoder
+    from vjepa.models.presets import build_encoder, encoder_kwargs
 
     source = enc.get("source", "checkpoint")
     if source not in SOURCES:

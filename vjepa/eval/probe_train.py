@@ -23,6 +23,7 @@ from torch import nn
 
 from vjepa.errors import UserError
 from vjepa.eval.metrics import accuracy, view_averaged_probs
+from vjepa.eval.modes import HEAD_KEYS
 from vjepa.eval.store import DTYPES, FeatureStore
 from vjepa.models.probe import build_probe
 from vjepa.utils.keys import reject_unknown
@@ -72,9 +73,6 @@ class ProbeParams:
         if d["heads"] is None:
             del d["heads"]  # a single probe: the same dict (and metrics) as before heads existed
         return d
-
-
-HEAD_KEYS = ("lr", "weight_decay")
 
 
 def _head_value(value: Any, key: str, where: str) -> float:

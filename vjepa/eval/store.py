@@ -32,6 +32,7 @@ import torch
 
 from vjepa.errors import DataError, UserError
 from vjepa.utils.io import atomic_path, atomic_write_json, read_json
+from vjepa.utils.units import human_bytes
 
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
@@ -99,15 +100,6 @@ class ShardPlan:
 def store_bytes(rows: int, row_shape: Sequence[int], dtype: str) -> int:
     """Bytes of the shards of a store of ``rows`` rows (labels and samples are negligible)."""
     return rows * int(np.prod(row_shape)) * np.dtype(DTYPES[dtype][1]).itemsize
-
-
-def human_bytes(n: float) -> str:
-    """``18.5 TB``: decimal units, as disks are sold and ``df -H`` prints."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 def check_room(out: str | os.PathLike[str], rows: int, row_shape: Sequence[int], dtype: str) -> int:

@@ -26,13 +26,12 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vjepa.errors import UserError
-from vjepa.utils.io import atomic_save
 from vjepa.utils.keys import reject_unknown
 
 SAMPLERS = ("tpe", "random")
@@ -74,10 +73,6 @@ class SweepConfig:
         if sc.heads_per_pass is not None and sc.heads_per_pass < 1:
             raise UserError(f"sweep.heads_per_pass: must be >= 1, got {sc.heads_per_pass}")
         return sc
-
-    @property
-    def per_pass(self) -> int:
-        return self.heads_per_pass or DEFAULT_HEADS_PER_PASS
 
 
 # ----------------------------------------------------------------------------- search space
@@ -344,8 +339,6 @@ def run_worker(
     sweep = SweepConfig.from_config(config.get("sweep"))
     base = ProbeParams.from_config(config.get("probe"))
     study_dir = Path(study_dir)
-    if config.get("stream") is not None:
-        return _stream_worker(config, study_dir, worker_index, sweep, base)
     validate_space(sweep.space, set(base.to_dict()))
     store, train_rows, val_rows = training_rows(config, split="sweep")
     if len(val_rows) == 0:
@@ -384,168 +377,17 @@ def run_worker(
                 on_epoch=report,
             )
         except optuna.TrialPruned:
-            _tell(study, trial, optuna.trial.TrialState.PRUNED)
+            finish_trial(study, trial, optuna.trial.TrialState.PRUNED)
             continue
         except BaseException:
-            _tell(study, trial, optuna.trial.TrialState.FAIL)
+            finish_trial(study, trial, optuna.trial.TrialState.FAIL)
             raise
         trial.set_user_attr("best_epoch", result.best_epoch)
-        _tell(study, trial, optuna.trial.TrialState.COMPLETE, result.val_top1)
+        finish_trial(study, trial, optuna.trial.TrialState.COMPLETE, result.val_top1)
     return study_summary(study, sweep.n_trials)
 
 
-def _stream_worker(
-    config: Mapping[str, Any],
-    study_dir: Path,
-    worker_index: int,
-    sweep: SweepConfig,
-    base: Any,
-) -> dict[str, Any]:
-    """Trials in generations of ``sweep.per_pass``: each generation trains its trials as heads on
-    one encoder pass per epoch, reports every head's validation top-1 per epoch (a pruned trial
-    stops its head, not the pass) and tells each trial's result; its best head is kept in
-    ``heads/trial-<number>.pt`` for the probe stage to evaluate."""
-    from optuna.trial import TrialState
-
-    from vjepa.eval.heads import train_heads
-    from vjepa.eval.probe_train import HEAD_KEYS, ProbeParams
-    from vjepa.eval.splits import carve_rows
-    from vjepa.eval.stream import (
-        VAL_CACHE_MB,
-        StreamRows,
-        open_stream,
-        record_columns,
-        split_records,
-    )
-
-    for name in sweep.space:
-        if name not in HEAD_KEYS:
-            raise UserError(
-                f"sweep.space.{name}: a sweep on streamed features trains its trials as heads of "
-                f"one pass, which differ only in {' and '.join(HEAD_KEYS)}"
-            )
-    validate_space(sweep.space, set(HEAD_KEYS))
-    stream = config["stream"]
-    source = open_stream(stream)
-    records = split_records(stream, "train")
-    train_rows, val_rows = carve_rows(config, *record_columns(records))
-    if len(val_rows) == 0:
-        raise UserError(
-            "val_fraction: a sweep needs validation rows carved from the training labels"
-        )
-    train = StreamRows(source, records, train_rows)
-    val = StreamRows(source, records, val_rows, cache_mb=VAL_CACHE_MB)
-    study = load_study(config, study_dir, worker_index)
-    seed = int(config.get("seed", 0))
-    (study_dir / "heads").mkdir(parents=True, exist_ok=True)
-    dims = {"num_classes": source.num_classes, "embed_dim": source.embed_dim}
-    while True:
-        trials = []
-        while len(trials) < sweep.per_pass:
-            trial = claim_trial(
-                study, study_dir, sweep.n_trials, sweep.stale_after_s, wait=not trials
-            )
-            if trial is None:
-                break
-            trials.append(trial)
-        if not trials:
-            break
-        heads = []
-        for t in trials:
-            drawn = suggest(t, sweep.space)
-            heads.append({k: float(drawn.get(k, getattr(base, k))) for k in HEAD_KEYS})
-        params = ProbeParams(**{**base.to_dict(), "heads": heads})
-        params.num_heads = params.num_heads or source.num_heads
-        beat = [time.monotonic()]
-
-        def report(epoch: int, val_top1: list[float | None], trials: list = trials) -> list[int]:
-            stop = []
-            for k, (t, v) in enumerate(zip(trials, val_top1, strict=True)):
-                if v is None:
-                    continue  # stopped already
-                t.report(float(v), epoch)
-                t.set_user_attr("heartbeat", time.time())
-                if t.should_prune():
-                    stop.append(k)
-            return stop
-
-        def heartbeat(trials: list = trials, beat: list = beat) -> None:
-            if time.monotonic() - beat[0] > HEARTBEAT_S:
-                for t in trials:
-                    t.set_user_attr("heartbeat", time.time())
-                beat[0] = time.monotonic()
-
-        try:
-            res = train_heads(
-                train,
-                val,
-                params,
-                seed=seed,
-                device=source.device,
-                on_epoch=report,
-                on_batch=heartbeat,
-                **dims,
-            )
-        except BaseException:
-            for t in trials:
-                _tell(study, t, TrialState.FAIL)
-            raise
-        for k, t in enumerate(trials):
-            if res.stopped[k]:
-                _tell(study, t, TrialState.PRUNED)
-                continue
-            r = res.results[k]
-            head = {
-                "state": {n: v.cpu() for n, v in r.model.state_dict().items()},
-                "setting": heads[k],
-                "epoch": r.best_epoch,
-                "val_top1": r.val_top1,
-                "history": r.history,
-            }
-            atomic_save(study_dir / "heads" / f"trial-{t.number}.pt", lambda p, h=head: _save(h, p))
-            t.set_user_attr("best_epoch", r.best_epoch)
-            value = r.val_top1 if r.val_top1 is not None else float("nan")
-            _tell(study, t, TrialState.COMPLETE, value)
-    return {**study_summary(study, sweep.n_trials), "stream": source.stats.to_dict()}
-
-
-def _save(obj: Any, path: Path) -> None:
-    import torch
-
-    torch.save(obj, path)
-
-
-def best_trial_heads(
-    study: Mapping[str, Any], study_dir: Path, params: Any, dims: Mapping[str, int], device: Any
-) -> tuple[Any, Any]:
-    """The best trial of a streamed sweep as a one-head result, and its probe settings: the head
-    it trained (on the training rows, at its best validation epoch) is the one reported."""
-    import torch
-
-    from vjepa.eval.heads import HeadsResult
-    from vjepa.eval.probe_train import ProbeParams, ProbeResult
-    from vjepa.models.probe import build_probe
-
-    if study["best_trial"] is None:
-        raise RuntimeError(f"sweep {study['study_name']}: no trial completed")
-    path = Path(study_dir) / "heads" / f"trial-{study['best_trial']}.pt"
-    if not path.is_file():
-        raise RuntimeError(f"sweep {study['study_name']}: best trial's head {path} is missing")
-    head = torch.load(path, map_location="cpu", weights_only=False)
-    chosen = ProbeParams(**{**params.to_dict(), **head["setting"]})
-    model = build_probe(
-        chosen.kind,
-        embed_dim=dims["embed_dim"],
-        num_classes=dims["num_classes"],
-        num_heads=chosen.num_heads,
-        depth=chosen.depth,
-    )
-    model.load_state_dict(head["state"])
-    result = ProbeResult(model.to(device), head["epoch"], head["val_top1"], head["history"])
-    return HeadsResult([dict(head["setting"])], [result], 0, [False]), chosen
-
-
-def _tell(study: Any, trial: Any, state: Any, value: float | None = None) -> None:
+def finish_trial(study: Any, trial: Any, state: Any, value: float | None = None) -> None:
     """Finish a trial; if a reaper already failed it (we looked dead), keep its verdict."""
     import optuna
 
@@ -555,9 +397,13 @@ def _tell(study: Any, trial: Any, state: Any, value: float | None = None) -> Non
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    worker: Callable[..., dict[str, Any]] | None = None,
+    prog: str = "python -m vjepa.eval.sweep",
+) -> int:
     """``python -m vjepa.eval.sweep CONFIG.json STUDY_DIR [--index I]``: one sweep worker."""
-    ap = argparse.ArgumentParser(prog="python -m vjepa.eval.sweep", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog=prog, description=main.__doc__)
     ap.add_argument("config", type=Path, help="probe stage config (JSON or YAML)")
     ap.add_argument("study_dir", type=Path)
     ap.add_argument("--index", type=int, default=None, help="worker index (seeds the sampler)")
@@ -568,14 +414,20 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(args.config.read_text())
-    summary = run_worker(config, args.study_dir, args.index)
+    summary = (worker or run_worker)(config, args.study_dir, args.index)
     print(json.dumps(summary, default=str))
     return 0
 
 
-def run_sweep(config: Mapping[str, Any], study_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Run the study with ``sweep.workers`` workers (1: in this process; more: subprocesses,
-    one thread each) and return its summary. A rerun resumes the same study."""
+def run_sweep(
+    config: Mapping[str, Any],
+    study_dir: str | os.PathLike[str],
+    worker: Callable[..., dict[str, Any]] | None = None,
+    module: str = "vjepa.eval.sweep",
+) -> dict[str, Any]:
+    """Run the study with ``sweep.workers`` workers (1: ``worker`` in this process; more:
+    ``python -m module`` subprocesses, one thread each) and return its summary. A rerun resumes
+    the same study. ``worker`` defaults to ``run_worker`` (stored features)."""
     import subprocess
 
     import yaml
@@ -585,7 +437,7 @@ def run_sweep(config: Mapping[str, Any], study_dir: str | os.PathLike[str]) -> d
     study_dir.mkdir(parents=True, exist_ok=True)
     cfg = without_eval(config)
     if sweep.workers == 1:
-        return run_worker(cfg, study_dir, 0)
+        return (worker or run_worker)(cfg, study_dir, 0)
     cfg_path = study_dir / "sweep-config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=True))
     procs = []
@@ -596,7 +448,7 @@ def run_sweep(config: Mapping[str, Any], study_dir: str | os.PathLike[str]) -> d
                     [
                         sys.executable,
                         "-m",
-                        "vjepa.eval.sweep",
+                        module,
                         str(cfg_path),
                         str(study_dir),
                         "--index",

@@ -37,8 +37,22 @@ def _with_packages(modules: set[str]) -> set[str]:
     return modules | {m.rsplit(".", k)[0] for m in modules for k in range(1, m.count(".") + 1)}
 
 
+@cache
+def _is_lazy(package: str) -> bool:
+    """True for a package whose ``__init__`` resolves names on first use (a module ``__getattr__``)."""
+    init = SOURCE_ROOT.joinpath(*package.split("."), "__init__.py")
+    if not init.is_file():
+        return False
+    tree = ast.parse(init.read_text(), filename=str(init))
+    return any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body)
+
+
 def _imported_modules(path: Path, module: str) -> set[str]:
-    """Every ``vjepa`` module that ``path`` imports anywhere in its body."""
+    """Every ``vjepa`` module that ``path`` imports anywhere in its body.
+
+    A name imported from a lazy package (``from vjepa.models import build_encoder``) would hide
+    the module that defines it from this reading, so it is refused: import it from its module.
+    """
     found: set[str] = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -53,6 +67,19 @@ def _imported_modules(path: Path, module: str) -> set[str]:
             found.add(base)
             # ``from vjepa.models import probe`` imports a submodule, not a name.
             found.update(f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}"))
+            hidden = [
+                a.name
+                for a in node.names
+                if base.startswith(PACKAGE)
+                and _is_lazy(base)
+                and not _module_file(f"{base}.{a.name}")
+            ]
+            if hidden and path.name != "__init__.py":
+                raise ValueError(
+                    f"{path}: `from {base} import {', '.join(hidden)}` goes through a lazy "
+                    "package export, which hides the defining module from the stages' code "
+                    "deps; import it from its module"
+                )
     return _with_packages({m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")})
 
 

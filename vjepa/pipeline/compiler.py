@@ -1,4 +1,4 @@
-"""Spec -> stage graph: data -> pretrain -> extract -> probe -> report, one branch per variant and seed.
+"""Spec -> stage graph: data -> pretrain -> extract -> probe (or stream) -> report, per variant and seed.
 
 Every stage config here is exactly the params.yaml section its stage receives (the shapes of
 docs/architecture.md); stages dedupe by uid, so variants and specs share what they have in common.
@@ -12,12 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.data.synth import TASKS as SYNTH_TASKS
+from vjepa.data.synth import SynthConfig
+from vjepa.errors import DataError
+from vjepa.eval.modes import HEAD_KEYS
 from vjepa.pipeline import schema
 from vjepa.pipeline.compose import Composer
-from vjepa.pipeline.datasets import Dataset, check, missing_sources, resolve
+from vjepa.pipeline.datasets import Dataset, check, missing_sources, resolve, split_clips
+from vjepa.pipeline.evalplan import (
+    DTYPE_BYTES,
+    PUBLISHED_CLIPS,
+    EvalChoice,
+    StoreEstimate,
+    choose,
+    row_values,
+)
 from vjepa.pipeline.graph import Graph, Stage, slug
 from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import Spec, Value, load_spec
+from vjepa.utils.units import parse_size
 
 
 def _eval_split(wanted: str, splits: dict[str, Any]) -> str:
@@ -36,6 +48,7 @@ class Compiled:
     report: Stage
     executor: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    evaluation: list[EvalChoice] = field(default_factory=list)  # one per task and model
 
     @property
     def stages(self) -> list[Stage]:
@@ -82,7 +95,8 @@ def compile_spec(
             cfg = composer.compose(spec, choices, spec.values)
             builder.add_baseline(cfg, name, baseline, {axis.label: name for axis in spec.axes})
     report = builder.add_report()
-    return Compiled(spec, builder.graph, report, base["executor"], builder.warnings)
+    evaluation = list(builder.choices.values())
+    return Compiled(spec, builder.graph, report, base["executor"], builder.warnings, evaluation)
 
 
 class _Builder:
@@ -96,6 +110,7 @@ class _Builder:
         self.warnings: list[str] = []
         self.composer: Composer | None = None
         self.checked: set[str] = set()  # datasets whose sources were read already
+        self.choices: dict[tuple[str, str, str], EvalChoice] = {}  # (task, model, mode)
 
     def _path(self, key: str, value: str, hint: str = "") -> None:
         """A file the stages will read must exist (a warning when checks are deferred)."""
@@ -145,7 +160,8 @@ class _Builder:
         return self.graph.add(Stage("data", slug(dataset.name), config, persist=True))
 
     def _task_data(self, cfg: dict[str, Any]) -> dict[str, tuple[Stage, str, dict[str, Any]]]:
-        """task -> (its data stage, its evaluation split, its protocol); checks every task."""
+        """task -> (its data stage, its evaluation split, its protocol); checks every task (and
+        remembers the named datasets, whose clips a store estimate counts)."""
         ev = cfg["eval"]
         datasets = self._datasets(cfg)
         legacy = None
@@ -277,8 +293,9 @@ class _Builder:
         ev = cfg["eval"]
         for task in self.spec.tasks:
             data, eval_split, protocol = tasks[task]
+            splits = (ev["train_split"], eval_split)
             extracts = {}
-            for split in (ev["train_split"], eval_split):
+            for split in splits:
                 config = {
                     "encoder": encoder.config,
                     "model": cfg["model"],
@@ -291,13 +308,33 @@ class _Builder:
                 if num_classes is not None:
                     config["data"]["num_classes"] = num_classes
                 label = slug(encoder.label, task, split)
-                extracts[split] = self.graph.add(
-                    Stage("extract", label, config, (data, *encoder.inputs))
-                )
-            train, test = extracts[ev["train_split"]], extracts[eval_split]
+                extracts[split] = Stage("extract", label, config, (data, *encoder.inputs))
+            mode = self._choose(cfg, task, protocol, splits, tuple(extracts.values()))
+            if mode == "store":
+                train, test = (self.graph.add(extracts[split]) for split in splits)
+                features = {
+                    "features": {"train": f"{train.out}/features", "eval": f"{test.out}/features"}
+                }
+                inputs: tuple[Stage, ...] = (train, test)
+            else:
+                data_cfg = extracts[ev["train_split"]].config["data"]
+                stream_data = {k: v for k, v in data_cfg.items() if k != "split"}
+                stream_data.update(train=ev["train_split"], eval=eval_split)
+                features = {
+                    "stream": {
+                        **{k: extracts[eval_split].config[k] for k in ("encoder", "model")},
+                        "data": stream_data,
+                        **{
+                            k: extracts[eval_split].config[k]
+                            for k in ("protocol", "dtype", "batch_size")
+                        },
+                    }
+                }
+                inputs = (data, *encoder.inputs)
+            sweep = {k: v for k, v in cfg["sweep"].items() if k != "heads_per_pass" or v}
             for fraction in self.spec.label_fractions:
                 config = {
-                    "features": {"train": f"{train.out}/features", "eval": f"{test.out}/features"},
+                    **features,
                     "task": task,
                     # no heads: the single probe, with the params (and uid) it always had
                     "probe": {k: v for k, v in cfg["probe"].items() if k != "heads" or v},
@@ -305,14 +342,14 @@ class _Builder:
                     "split_seed": seed,
                     "val_fraction": ev["val_fraction"],
                     "seed": seed,
-                    "sweep": cfg["sweep"],
+                    "sweep": sweep,
                 }
                 pct = f"f{fraction * 100:g}".replace(".", "p")
                 label = slug(encoder.label, task, cfg["probe"]["kind"], pct, f"s{seed}")
-                persist = cfg["sweep"]["n_trials"] > 0
-                probe = self.graph.add(
-                    Stage("probe", label, config, (train, test), persist=persist)
-                )
+                # persist: a sweep's study, a streamed probe's resume state survive a kill
+                persist = cfg["sweep"]["n_trials"] > 0 or mode == "stream"
+                kind = "probe" if mode == "store" else "stream"
+                probe = self.graph.add(Stage(kind, label, config, inputs, persist=persist))
                 self.probes.append(
                     {
                         "stage": probe,
@@ -324,6 +361,58 @@ class _Builder:
                         },
                     }
                 )
+
+    def _clips(self, cfg: dict[str, Any], task: str, split: str) -> tuple[int | None, str]:
+        """Clips of one task's split, for the store estimate (None when it cannot be told)."""
+        datasets = self._datasets(cfg)
+        if task in datasets:
+            if split not in datasets[task].splits:
+                return None, f"no {split!r} split"
+            return split_clips(datasets[task], split, self.root, PUBLISHED_CLIPS)
+        synth = cfg["data"]["synth"]
+        if synth is not None:
+            try:
+                sc = SynthConfig.from_dict(synth)
+            except DataError:  # the data stage reports a bad synthetic config
+                return None, "synthetic config not readable"
+            total, paired = (
+                (sc.images, False) if task == "image" else (sc.videos, sc.time_reversed_pairs)
+            )
+            return sc.split_counts(total, paired)[split], "synthetic config"
+        return None, "data.source is not counted"
+
+    def _choose(
+        self,
+        cfg: dict[str, Any],
+        task: str,
+        protocol: dict[str, Any],
+        splits: tuple[str, str],
+        extracts: tuple[Stage, ...],
+    ) -> str:
+        """``store`` or ``stream`` for one task under one encoder; records the estimate."""
+        ev = cfg["eval"]
+        values = row_values(cfg["model"], protocol)
+        stores = tuple(
+            StoreEstimate(split, *self._clips(cfg, task, split), values, DTYPE_BYTES[ev["dtype"]])
+            for split in dict.fromkeys(splits)
+        )
+        extracted = all(
+            (self.root / s.out / "features" / "manifest.json").is_file() for s in extracts
+        )
+        budget = parse_size(ev["store_budget"])  # checked when the config was composed
+        mode, why = choose(ev["features"], stores, budget, self.root, extracted)
+        if mode == "stream" and cfg["sweep"]["n_trials"] > 0:
+            for name in cfg["sweep"]["space"]:
+                if name not in HEAD_KEYS:
+                    raise self.spec.error(
+                        f"sweep.space.{name}",
+                        f"task {task!r} streams its features ({why}): a streamed sweep trains "
+                        f"its trials as heads of one pass, which differ only in "
+                        f"{' and '.join(HEAD_KEYS)}",
+                    )
+        key = (task, cfg["model"]["name"], mode)
+        self.choices.setdefault(key, EvalChoice(task, cfg["model"]["name"], mode, why, stores))
+        return mode
 
     def add_report(self) -> Stage:
         report = self.spec.report

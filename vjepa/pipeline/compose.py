@@ -14,6 +14,7 @@ from vjepa.models.sizes import PRESETS
 from vjepa.pipeline import schema
 from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import CONF_DIR, GROUPS, Spec, Value
+from vjepa.utils.units import parse_size
 
 
 class Composer:
@@ -130,6 +131,10 @@ def check_combinations(cfg: dict[str, Any]) -> None:
             "model.tubelet_size",
             model["tubelet_size"],
         )
+    try:
+        parse_size(cfg["eval"]["store_budget"])
+    except ValueError as exc:
+        raise Invalid("eval.store_budget", str(exc)) from None
     data = cfg["data"]
     if data["synth"] is not None and data["source"] is not None:
         raise Invalid("data", "set one of data.synth (generate) and data.source (index a dataset)")

@@ -102,3 +102,35 @@ def check(dataset: Dataset, project: Path) -> None:
         dataset_classes(infos, dataset.num_classes, where)
     except DataError as exc:  # names the dataset (where) or a CSV's line itself
         raise Invalid(where, str(exc).removeprefix(f"{where}: ")) from None
+
+
+def split_clips(
+    dataset: Dataset, split: str, project: Path, published: Mapping[str, Mapping[str, int]]
+) -> tuple[int | None, str]:
+    """(clips, where the count came from) of one split, for a store-size estimate.
+
+    CSV lines and a tree's media files are counted (both cached); a source that is not on this
+    machine falls back to ``published`` sizes by dataset name.
+    """
+    from vjepa.data.sources import count_tree, inspect_source
+    from vjepa.errors import DataError
+
+    total, how = 0, set()
+    for source in dataset.splits[split]:
+        path = project / source
+        try:
+            if path.is_file() and path.suffix.lower() == ".csv":
+                total += inspect_source(path, cache_dir=project / CACHE).rows
+                how.add("CSV lines")
+                continue
+            if path.is_dir():
+                total += count_tree(path, cache_dir=project / CACHE)
+                how.add("files")
+                continue
+        except DataError:
+            pass  # the dataset check reports it (or --no-check-paths deferred it)
+        size = published.get(dataset.name, {}).get(split)
+        if size is None:
+            return None, "no CSV to count and no published size"
+        return size, "published size"
+    return total, "counted: " + " and ".join(sorted(how))

@@ -39,8 +39,9 @@ def dvc_env() -> dict[str, str]:
 def stage_entry(stage: Stage, root: Path) -> dict[str, Any]:
     """The dvc.yaml entry of ``stage``."""
     deps = [s.out for s in stage.inputs]
-    if stage.kind == "extract" and stage.config["encoder"]["source"] == "official":
-        path = stage.config["encoder"]["path"]
+    encoder = (stage.config.get("stream") or stage.config).get("encoder") or {}
+    if stage.kind in ("extract", "stream") and encoder.get("source") == "official":
+        path = encoder["path"]
         if not Path(path).is_absolute():
             deps.append(path)
     if (

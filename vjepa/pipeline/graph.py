@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("data", "pretrain", "extract", "probe", "report")
+from vjepa.stages import KINDS
+
 UID_LEN = 10
 _NAME_RE = re.compile(rf"^(?P<kind>[a-z]+)-(?P<label>.+)-(?P<uid>[0-9a-f]{{{UID_LEN}}})$")
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vjepa.eval.modes import FEATURE_MODES
 from vjepa.models.sizes import PRESETS
 
 
@@ -432,6 +433,10 @@ CONFIG = Map(
                 "batch_size": OneOf([Str(choices=("auto",)), Int(1)]),
                 "protocols": DictOf(PROTOCOL, key_pattern=NAME),
                 "default_protocol": PROTOCOL,
+                "features": Str(choices=FEATURE_MODES),
+                "store_budget": OneOf(
+                    [Int(0), Str(hint="a size like 200GB or a share of the free disk like 50%")]
+                ),
             }
         ),
         "probe": Map(
@@ -475,6 +480,8 @@ CONFIG = Map(
                 "workers": Int(1),
                 "storage": Optional(Str(hint="a journal file path or a database URL")),
                 "space": DictOf(SWEEP_PARAM),
+                # streamed features: trials trained together as heads of one pass (None: 16)
+                "heads_per_pass": Optional(Int(1)),
             }
         ),
         "executor": Map(

@@ -3,7 +3,7 @@
 Preemption and timeouts reach a job as SIGUSR2 (``--signal=USR2@<delay>`` or
 ``scancel --signal=USR2``). submitit's handler calls ``checkpoint()``, requeues the job with
 ``scontrol requeue`` and exits. The pretrain stage goes one step further: it catches the signal
-itself (``vjepa.train.signals.stop_on_signals``), lets every rank agree on a step, saves
+itself (``vjepa.utils.signals.stop_on_signals``), lets every rank agree on a step, saves
 ``ckpt/latest.pt`` and raises ``PretrainInterrupted``; :class:`StageRunner` then hands over to
 submitit's handler, so the requeued run resumes from exactly that step.
 """
@@ -64,7 +64,7 @@ class StageRunner(submitit.helpers.Checkpointable):
         self.fn = fn  # tests substitute a small stage body with the same contract
 
     def __call__(self) -> Any:
-        from vjepa.train.signals import PretrainInterrupted
+        from vjepa.utils.signals import PretrainInterrupted
 
         submitit_handler = signal.getsignal(REQUEUE_SIGNAL)
         try:
@@ -173,6 +173,10 @@ class SweepWorker(submitit.helpers.Checkpointable):
         try:
             if self.fn is not None:
                 return self.fn(self.config, self.study_dir, index)
+            if self.config.get("stream") is not None:
+                from vjepa.eval.stream_sweep import run_stream_worker
+
+                return run_stream_worker(self.config, self.study_dir, index)
             from vjepa.eval.sweep import run_worker
 
             return run_worker(self.config, self.study_dir, index)
@@ -186,12 +190,14 @@ def sweep_jobs(name: str, config: Mapping[str, Any], study_dir: str, workers: in
     Why first: N workers that start together on a fresh database all try to create Optuna's
     schema and study at once, and all but one fail on PostgreSQL's unique constraints.
     """
-    from vjepa.eval.sweep import load_study
+    from vjepa.eval.sweep import load_study, without_eval
     from vjepa.pipeline.executors.slurm import StageJob
 
+    config = without_eval(config)  # the study name the workers derive from what they may see
     load_study(config, study_dir)
+    kind = "stream" if config.get("stream") is not None else "probe"
     return [
-        StageJob(f"{name}-w{i}", "probe", fn=SweepWorker(config, study_dir)) for i in range(workers)
+        StageJob(f"{name}-w{i}", kind, fn=SweepWorker(config, study_dir)) for i in range(workers)
     ]
 
 

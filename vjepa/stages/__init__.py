@@ -15,7 +15,8 @@ from typing import Any
 from vjepa.errors import UserError
 from vjepa.utils.io import atomic_write_json, run_meta
 
-KINDS = ("data", "pretrain", "extract", "probe", "report")
+# every stage kind, in the order data flows through them (a kind only reads earlier kinds)
+KINDS = ("data", "pretrain", "extract", "probe", "stream", "report")
 
 
 def load_stage_config(path: str | Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Pretrain stage: ``run(config, out) -> metrics``, the body of ``vjepa-exp stage pretrain``.
 
 SIGTERM and SIGUSR2 (SLURM preemption / time limit) make the run save ``ckpt/latest.pt`` at the
-next step and raise :class:`vjepa.train.signals.PretrainInterrupted`, so no ``metrics.json`` is
+next step and raise :class:`vjepa.utils.signals.PretrainInterrupted`, so no ``metrics.json`` is
 published; running the stage again resumes from the saved state.
 """
 
@@ -15,7 +15,7 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     from vjepa.train import pretrain
     from vjepa.train.distributed import read_env
     from vjepa.train.plots import plot_losses
-    from vjepa.train.signals import PretrainInterrupted, stop_on_signals
+    from vjepa.utils.signals import PretrainInterrupted, stop_on_signals
 
     out = Path(out)
     with stop_on_signals() as stop:

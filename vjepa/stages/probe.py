@@ -1,11 +1,9 @@
-"""Stage ``probe``: (optionally sweep, then) train a probe on frozen features and report it.
+"""Stage ``probe``: (optionally sweep, then) train a probe on stored features and report it.
 
-The features come from a store (``features: {train, eval}``, written by extract stages) or are
-streamed (``stream``: the stage reads the clips and runs the frozen encoder itself, see
-``vjepa.eval.stream``). With ``probe.heads`` it trains several probes (one per lr/weight_decay
-setting) on one pass over the features, chooses one on the validation rows, and reports every head
-and the chosen one. A streamed probe saves its resume state in ``ckpt/heads.pt`` every epoch (and on
-SIGTERM / SIGUSR2, then stops without publishing metrics); running the stage again resumes it.
+The features are stores written by extract stages (``features: {train, eval}``); the ``stream``
+stage is the same probe on features it encodes itself. With ``probe.heads`` it trains several
+probes (one per lr/weight_decay setting) on one pass over the features, chooses one on the
+validation rows, and reports every head and the chosen one.
 
 Order matters for honesty: the sweep and model selection see only the validation rows carved from
 the training labels; the evaluation store is opened once, after the probe is final.
@@ -22,7 +20,7 @@ import torch
 from vjepa.errors import UserError
 from vjepa.eval.heads import HeadsResult, Rows, evaluate_heads, head_params, train_heads
 from vjepa.eval.probe_train import FeatureSet, ProbeParams, evaluate, train_probe
-from vjepa.eval.splits import carve_rows, open_split, training_rows
+from vjepa.eval.splits import open_split, training_rows
 from vjepa.eval.store import FeatureStore
 from vjepa.eval.sweep import SweepConfig, run_sweep
 from vjepa.utils.io import atomic_save
@@ -30,7 +28,6 @@ from vjepa.utils.keys import reject_unknown
 
 KEYS = (
     "features",
-    "stream",
     "task",
     "probe",
     "label_fraction",
@@ -55,10 +52,6 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
             "lr/weight_decay settings; drop one of them"
         )
     seed = int(config.get("seed", 0))
-    if config.get("stream") is not None:
-        if config.get("features") is not None:
-            raise UserError("probe: give features (stored) or stream, not both")
-        return _run_stream(config, out, params, sweep, seed)
     store, train_rows, val_rows = training_rows(config)
     params.num_heads = params.num_heads or store.num_heads
     if params.heads is not None:
@@ -98,10 +91,10 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     }
     atomic_save(out / "probe.pt", lambda tmp: torch.save(ckpt, tmp))
     task = store.manifest.get("task")
-    return _metrics(config, task, params, len(train), scores, study, val_top1, result.best_epoch)
+    return metrics_row(config, task, params, len(train), scores, study, val_top1, result.best_epoch)
 
 
-def _metrics(
+def metrics_row(
     config: dict[str, Any],
     task: str | None,
     params: ProbeParams,
@@ -149,11 +142,11 @@ def _run_heads(
             raise UserError("features.eval: extracted with another encoder than features.train")
         return FeatureSet(evals, np.nonzero(evals.valid)[0], evals.labels)
 
-    metrics = _report_heads(config, out, params, res, test, dims, len(train))
+    metrics = report_heads(config, out, params, res, test, dims, len(train))
     return {**metrics, "task": config.get("task") or store.manifest.get("task")}
 
 
-def _report_heads(
+def report_heads(
     config: dict[str, Any],
     out: Path,
     params: ProbeParams,
@@ -177,7 +170,7 @@ def _report_heads(
         **({} if single else {"chosen_head": chosen}),
     }
     atomic_save(out / "probe.pt", lambda tmp: torch.save(ckpt, tmp))
-    metrics = _metrics(
+    metrics = metrics_row(
         config, None, params, n_train, scores[chosen], None, result.val_top1, result.best_epoch
     )
     if single:
@@ -194,59 +187,3 @@ def _report_heads(
         for h, r, s in zip(res.settings, res.results, scores, strict=True)
     ]
     return {**metrics, "heads": heads, "chosen_head": chosen}
-
-
-def _run_stream(
-    config: dict[str, Any], out: Path, params: ProbeParams, sweep: SweepConfig, seed: int
-) -> dict[str, Any]:
-    """Probe (single, heads or a sweep) on features the frozen encoder computes batch by batch."""
-    from vjepa.eval.stream import (
-        VAL_CACHE_MB,
-        StreamRows,
-        open_stream,
-        record_columns,
-        split_records,
-    )
-    from vjepa.eval.sweep import best_trial_heads
-    from vjepa.train.signals import stop_on_signals
-
-    stream = config["stream"]
-    source = open_stream(stream)
-    params.num_heads = params.num_heads or source.num_heads
-    dims = {"num_classes": source.num_classes, "embed_dim": source.embed_dim}
-    records = split_records(stream, "train")
-    train_rows, val_rows = carve_rows(config, *record_columns(records))
-    study = None
-    if sweep.n_trials > 0:
-        study = run_sweep(config, out / "study")
-        res, params = best_trial_heads(study, out / "study", params, dims, source.device)
-    else:
-        train = StreamRows(source, records, train_rows)
-        val = (
-            StreamRows(source, records, val_rows, cache_mb=VAL_CACHE_MB) if len(val_rows) else None
-        )
-        with stop_on_signals() as stop:
-            res = train_heads(
-                train,
-                val,
-                params,
-                seed=seed,
-                device=source.device,
-                checkpoint=out / "ckpt" / "heads.pt",
-                stop=stop,
-                **dims,
-            )
-
-    def test() -> Rows:
-        records = split_records(stream, "eval")
-        return StreamRows(source, records, np.arange(len(records)))
-
-    metrics = _report_heads(config, out, params, res, test, dims, len(train_rows))
-    if study is not None:
-        metrics["study"] = study
-    return {
-        **metrics,
-        "features": "stream",
-        "encoder_uid": source.uid,
-        "stream": source.stats.to_dict(),
-    }

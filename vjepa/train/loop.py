@@ -89,8 +89,7 @@ class Trainer:
 
     def __init__(self, cfg: dict[str, Any], out: Path, denv: dist_utils.DistEnv, device_type: str):
         from vjepa.masks import build_mask_generators
-        from vjepa.models import build_encoder, build_predictor
-        from vjepa.models.presets import encoder_kwargs
+        from vjepa.models.presets import build_encoder, build_predictor, encoder_kwargs
 
         self.cfg, self.out, self.denv = cfg, out, denv
         self.p = p = cfg["pretrain"]
@@ -261,7 +260,8 @@ class Trainer:
         """``checkpoint.pt`` in our layout; for pixels the target encoder is the encoder."""
         if not self.denv.is_main:
             return
-        from vjepa.models import model_config, save_checkpoint
+        from vjepa.models.checkpoint import save_checkpoint
+        from vjepa.models.presets import model_config
 
         target = self.target_encoder if self.target_encoder is not None else self.jepa.encoder
         save_checkpoint(

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.errors import SpecError, UserError
+from vjepa.stages import KINDS
 from vjepa.utils.io import atomic_write_json, read_json
 
-KINDS = ("data", "pretrain", "extract", "probe", "report")
 TOP_KEYS = ("kind", "jobs", "folder", "max_num_timeout", "signal_delay_s", "resources")
 
 # SLURM job states -> the executor's small vocabulary.

@@ -1,0 +1,8 @@
+"""Facts of frozen evaluation that the pipeline reads at compile time (so: no torch here)."""
+
+from __future__ import annotations
+
+# where a probe's features come from: extracted once to a store, or encoded batch by batch
+FEATURE_MODES = ("auto", "store", "stream")
+# the settings in which the heads of one multi-head probe (or one streamed sweep pass) may differ
+HEAD_KEYS = ("lr", "weight_decay")
