@@ -16,12 +16,14 @@ same epoch and validation accuracy.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import numpy as np
 import torch
 
-from vjepa.eval.probe_train import FeatureSet, ProbeParams, _train_probe, train_probe
+from vjepa.eval.heads import train_probe
+from vjepa.eval.probe_train import FeatureSet, ProbeParams
 
 
 def features(n: int, tokens: int, dim: int, classes: int, seed: int) -> FeatureSet:
@@ -71,7 +73,8 @@ def main() -> None:
     steps_per_epoch = -(-len(train) // params.batch_size)
 
     rows = {}
-    for name, trainer in (("denormals kept", _train_probe), ("denormals flushed", train_probe)):
+    kept = functools.partial(train_probe, flush_denormals=False)
+    for name, trainer in (("denormals kept", kept), ("denormals flushed", train_probe)):
         result, stamps = timed(trainer, train, val, params, classes, dim)
         first, last = per_100_steps(stamps, steps_per_epoch)
         rows[name] = (result, stamps[-1])

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vjepa.eval.heads import head_params, train_heads
-from vjepa.eval.probe_train import FeatureSet, ProbeParams, train_probe
+from vjepa.eval.heads import head_params, train_heads, train_probe
+from vjepa.eval.probe_train import FeatureSet, ProbeParams
 from vjepa.eval.store import FeatureStore, write_array_store
 
 LRS = (5e-3, 3e-3, 1e-3, 3e-4)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vjepa.eval.probe_train import FeatureSet, ProbeParams, to_view_tokens, train_probe
+from vjepa.eval.heads import train_probe
+from vjepa.eval.probe_train import FeatureSet, ProbeParams, to_view_tokens
 
 MODEL = {"name": "vit_micro", "num_frames": 16, "img_size": 32, "patch_size": 8, "tubelet_size": 2}
 PROTOCOL = {

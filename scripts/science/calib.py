@@ -133,7 +133,8 @@ def probe(
     seed=0,
     batch_size=64,
 ):
-    from vjepa.eval.probe_train import FeatureSet, ProbeParams, train_probe
+    from vjepa.eval.heads import train_probe
+    from vjepa.eval.probe_train import FeatureSet, ProbeParams
 
     if kind == "linear":
         train_x, val_x = train_x.mean(1), val_x.mean(1)
@@ -154,7 +155,7 @@ def probe(
         seed=seed,
     )
     train_acc = None
-    from vjepa.eval.probe_train import evaluate
+    from vjepa.eval.heads import evaluate
 
     train_acc = evaluate(res.model, fs(train_x, train_y))["top1"]
     return {"val": res.val_top1, "best_epoch": res.best_epoch, "train": train_acc}

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vjepa.eval.heads import train_probe
 from vjepa.eval.label_fraction import carve_validation, stratified_subset
 from vjepa.eval.metrics import view_averaged_probs
-from vjepa.eval.probe_train import FeatureSet, ProbeParams, forward_views, train_probe
+from vjepa.eval.probe_train import FeatureSet, ProbeParams, forward_views
 from vjepa.eval.store import FeatureStore
 
 

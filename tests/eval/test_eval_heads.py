@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from vjepa.errors import UserError
-from vjepa.eval.heads import choose_head, head_params, train_heads
-from vjepa.eval.probe_train import FeatureSet, ProbeParams, train_probe
+from vjepa.eval.heads import choose_head, head_params, train_heads, train_probe
+from vjepa.eval.probe_train import FeatureSet, ProbeParams
 from vjepa.eval.store import write_array_store
 from vjepa.stages import run_stage
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vjepa.errors import UserError
-from vjepa.eval.probe_train import FeatureSet, ProbeParams, train_probe
+from vjepa.eval.heads import train_probe
+from vjepa.eval.probe_train import FeatureSet, ProbeParams
 
 
 def _features(n: int, seed: int = 0) -> FeatureSet:

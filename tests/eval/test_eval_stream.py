@@ -147,6 +147,7 @@ def test_identical_heads_on_streamed_features_are_identical(index):
 
 def test_streamed_head_choice_never_decodes_the_test_split(tmp_path, index, monkeypatch):
     import vjepa.data.video as video
+    import vjepa.eval.stream as stream
 
     test_paths = {r["path"] for r in split_records(stream_config(index)["stream"], "eval")}
     reads: list[tuple[str, bool]] = []
@@ -158,6 +159,7 @@ def test_streamed_head_choice_never_decodes_the_test_split(tmp_path, index, monk
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(video, "read_frames", spy)
+    monkeypatch.setattr(stream, "loader_workers", lambda device: 0)  # decode in this process
     m = run_stage("stream", stream_config(index, {"heads": {"lr": [1e-4, 3e-3]}}), tmp_path / "p")
     test_reads = [(p, training) for p, training in reads if p in test_paths]
     assert len(test_reads) == m["n_eval"] == len(test_paths)  # each test clip once, at the end

@@ -22,7 +22,9 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -110,6 +112,39 @@ def evaluate_heads(
     if not labels or not sum(len(y) for y in labels):
         return [{"top1": float("nan"), "top5": float("nan"), "n": 0} for _ in models]
     return [accuracy(torch.cat(p), torch.cat(labels)) for p in probs]
+
+
+def evaluate(model: nn.Module, data: Rows, batch_size: int = 256) -> dict[str, float]:
+    """Top-1/top-5 (percent) of one probe, the softmax averaged over views."""
+    return evaluate_heads([model], data, batch_size)[0]
+
+
+def train_probe(
+    train: Rows,
+    val: Rows | None,
+    params: ProbeParams,
+    *,
+    num_classes: int,
+    embed_dim: int,
+    seed: int = 0,
+    on_epoch: Callable[[int, float | None, nn.Module], None] | None = None,
+    flush_denormals: bool = True,
+) -> ProbeResult:
+    """Train one probe; keep the epoch with the best validation top-1 (the last one without val).
+
+    ``on_epoch(epoch, val_top1, model)`` runs after every epoch; an Optuna pruning callback
+    raises there, and a study of selection rules reads the model's state there.
+    """
+    if params.heads is not None:
+        raise UserError(
+            "probe.heads: train_probe trains one probe; several heads train with "
+            "train_heads (a sweep cannot use probe.heads)"
+        )
+    trainer = _Trainer(train, val, params, num_classes, embed_dim, seed, None)
+    if on_epoch is not None:
+        trainer.on_epoch = lambda epoch, vals: on_epoch(epoch, vals[0], trainer.models[0])
+    with flushed_denormals() if flush_denormals else contextlib.nullcontext():
+        return trainer.run(None, None, math.inf).results[0]
 
 
 def train_heads(

@@ -1,4 +1,5 @@
-"""Train and evaluate a probe on stored frozen features.
+"""Probe settings, stored-feature batches and the steps of probe training (``vjepa.eval.heads``
+trains one probe or several heads with them).
 
 Protocol (the reference's, minus re-running the encoder): the tokens of all segments of one view
 are concatenated, so the probe attends across segments; during training every view is a separate
@@ -10,9 +11,8 @@ selection (the epoch kept) looks at the validation rows only.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -22,10 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vjepa.errors import UserError
-from vjepa.eval.metrics import accuracy, view_averaged_probs
 from vjepa.eval.modes import HEAD_KEYS
 from vjepa.eval.store import DTYPES, FeatureStore
-from vjepa.models.probe import build_probe
 from vjepa.utils.keys import reject_unknown
 
 
@@ -207,19 +205,6 @@ def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: FeatureSet, batch_size: int = 256) -> dict[str, float]:
-    """Top-1/top-5 (percent) with the softmax averaged over views."""
-    model.eval()
-    probs = []
-    for start in range(0, len(data), batch_size):
-        x, _ = data.batch(torch.arange(start, min(len(data), start + batch_size)))
-        probs.append(view_averaged_probs(forward_views(model, x)))
-    if not probs:
-        return {"top1": float("nan"), "top5": float("nan"), "n": 0}
-    return accuracy(torch.cat(probs), data.labels)
-
-
 @contextlib.contextmanager
 def flushed_denormals() -> Iterator[None]:
     """Flush denormal floats to zero while a probe trains (then back to torch's default, off).
@@ -276,81 +261,3 @@ def probe_step(
         nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
     opt.step()
     return float(loss.detach())
-
-
-def train_probe(
-    train: FeatureSet,
-    val: FeatureSet | None,
-    params: ProbeParams,
-    *,
-    num_classes: int,
-    embed_dim: int,
-    seed: int = 0,
-    on_epoch: Callable[[int, float | None, nn.Module], None] | None = None,
-) -> ProbeResult:
-    """Train a probe; keep the epoch with the best validation top-1 (the last one without val).
-
-    ``on_epoch(epoch, val_top1, model)`` runs after every epoch; an Optuna pruning callback
-    raises there, and a study of selection rules reads the model's state there.
-    """
-    if params.heads is not None:
-        raise UserError(
-            "probe.heads: train_probe trains one probe; several heads train with "
-            "vjepa.eval.heads.train_heads (a sweep cannot use probe.heads)"
-        )
-    with flushed_denormals():
-        return _train_probe(train, val, params, num_classes, embed_dim, seed, on_epoch)
-
-
-def _train_probe(
-    train: FeatureSet,
-    val: FeatureSet | None,
-    params: ProbeParams,
-    num_classes: int,
-    embed_dim: int,
-    seed: int,
-    on_epoch: Callable[[int, float | None, nn.Module], None] | None,
-) -> ProbeResult:
-    if len(train) == 0:
-        raise UserError("probe: no training rows (label fraction too small?)")
-    if params.kind == "attentive" and not params.num_heads:
-        raise UserError("probe.num_heads: unknown (no encoder head count in the store manifest)")
-    torch.manual_seed(seed)
-    model = build_probe(
-        params.kind,
-        embed_dim=embed_dim,
-        num_classes=num_classes,
-        num_heads=params.num_heads,
-        depth=params.depth,
-    )
-    opt = probe_optimizer(model, params.lr, params.weight_decay)
-    steps_per_epoch = -(-len(train) // params.batch_size)
-    epochs = params.epochs_for(len(train))
-    total = steps_per_epoch * epochs
-    warmup = int(round(params.warmup_epochs * steps_per_epoch))
-    gen = torch.Generator().manual_seed(seed)
-    best = (-1.0, -1, None)  # (val_top1, epoch, state)
-    history = []
-    step = 0
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(train), generator=gen)
-        loss_sum = 0.0
-        for start in range(0, len(train), params.batch_size):
-            x, y = train.batch(order[start : start + params.batch_size])
-            if len(y) < 2 and params.kind == "linear":
-                continue  # BatchNorm needs two rows
-            lr = cosine_lr(step, total, warmup, params.lr)
-            target = y.repeat_interleave(x.shape[1])
-            loss_sum += probe_step(model, opt, x, target, lr, params.clip_grad) * len(y)
-            step += 1
-        val_top1 = evaluate(model, val)["top1"] if val is not None and len(val) else None
-        history.append({"epoch": epoch, "loss": loss_sum / len(train), "val_top1": val_top1})
-        if val_top1 is not None and val_top1 > best[0]:
-            best = (val_top1, epoch, copy.deepcopy(model.state_dict()))
-        if on_epoch is not None:
-            on_epoch(epoch, val_top1, model)
-    if best[2] is not None:
-        model.load_state_dict(best[2])
-        return ProbeResult(model, best[1], best[0], history)
-    return ProbeResult(model, epochs - 1, None, history)

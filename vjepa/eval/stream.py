@@ -127,9 +127,29 @@ def record_columns(records: list[dict]) -> tuple[np.ndarray, np.ndarray, list[st
     return labels, np.ones(len(records), dtype=bool), groups
 
 
-def loader_workers() -> int:
-    """Decoding processes beside the encoder: the threads this job may use, less one, up to 8."""
-    return max(0, min(8, torch.get_num_threads() - 1, (os.cpu_count() or 1) - 1))
+def loader_workers(device: torch.device) -> int:
+    """Decoding processes beside the encoder, up to 8: on a GPU the cores but one; on a CPU the
+    cores the compute threads leave free (a worker beside two threads on two cores slowed a
+    streamed sweep by 1.2-1.3x: docs/benchmarks.md)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    spare = cores - 1 if device.type == "cuda" else cores - torch.get_num_threads()
+    return max(0, min(8, spare))
+
+
+class _Order(torch.utils.data.Sampler):
+    """The rows to read next, set before each pass (one loader, its workers kept across passes)."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 class StreamRows:
@@ -150,9 +170,11 @@ class StreamRows:
         self.source, self.rows = source, np.asarray(rows, dtype=np.int64)
         self.dataset = eval_clips([records[i] for i in self.rows], source.protocol)
         self.labels = torch.as_tensor([int(records[i]["label"]) for i in self.rows])
-        self.num_workers = loader_workers() if num_workers is None else num_workers
+        self.num_workers = loader_workers(source.device) if num_workers is None else num_workers
         self.cache_mb = cache_mb
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._order = _Order()
+        self._loaders: dict[int, torch.utils.data.DataLoader] = {}  # by batch size
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -192,13 +214,17 @@ class StreamRows:
         self, order: torch.Tensor, batch_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         src = self.source
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(self.dataset, order.tolist()),
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=src.device.type == "cuda",
-        )
+        if batch_size not in self._loaders:
+            self._loaders[batch_size] = torch.utils.data.DataLoader(
+                self.dataset,
+                batch_size=batch_size,
+                sampler=self._order,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                pin_memory=src.device.type == "cuda",
+            )
+        loader = self._loaders[batch_size]
+        self._order.rows = order.tolist()
         storage = DTYPES[src.dtype][0]
         start, last = 0, time.perf_counter()
         for batch in loader:

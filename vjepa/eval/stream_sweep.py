@@ -43,9 +43,7 @@ from vjepa.eval.sweep import (
 from vjepa.models.probe import build_probe
 from vjepa.utils.io import atomic_save
 
-DEFAULT_HEADS_PER_PASS = (
-    16  # V-JEPA 2 trains 20 heads at once; 16 keep a ViT-L probe grid in memory
-)
+DEFAULT_HEADS_PER_PASS = 16  # V-JEPA 2 trains 20 heads at once (its SSv2 grid)
 HEARTBEAT_S = 30.0
 
 

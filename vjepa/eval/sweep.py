@@ -38,10 +38,6 @@ SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 PARAM_TYPES = ("float", "int", "categorical")
 POLL_S = 0.5
-DEFAULT_HEADS_PER_PASS = (
-    16  # V-JEPA 2 trains 20 heads at once; 16 keep a ViT-L probe grid in memory
-)
-HEARTBEAT_S = 30.0
 
 
 @dataclass
@@ -330,9 +326,14 @@ def run_worker(
     import optuna
     import torch
 
-    from vjepa.eval.probe_train import FeatureSet, ProbeParams, train_probe
+    from vjepa.eval.heads import train_probe
+    from vjepa.eval.probe_train import FeatureSet, ProbeParams
     from vjepa.eval.splits import training_rows
 
+    if config.get("stream") is not None:
+        raise UserError(
+            "a sweep on streamed features runs vjepa.eval.stream_sweep, not this worker"
+        )
     config = without_eval(config)
     if worker_index is None:
         worker_index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))

@@ -18,16 +18,24 @@ import numpy as np
 import torch
 
 from vjepa.errors import UserError
-from vjepa.eval.heads import HeadsResult, Rows, evaluate_heads, head_params, train_heads
-from vjepa.eval.probe_train import FeatureSet, ProbeParams, evaluate, train_probe
+from vjepa.eval.heads import (
+    HeadsResult,
+    Rows,
+    evaluate,
+    evaluate_heads,
+    head_params,
+    train_heads,
+    train_probe,
+)
+from vjepa.eval.probe_train import FeatureSet, ProbeParams
 from vjepa.eval.splits import open_split, training_rows
 from vjepa.eval.store import FeatureStore
 from vjepa.eval.sweep import SweepConfig, run_sweep
 from vjepa.utils.io import atomic_save
 from vjepa.utils.keys import reject_unknown
 
-KEYS = (
-    "features",
+# the keys of a probe config besides where its features come from (shared with ``stream``)
+PROBE_KEYS = (
     "task",
     "probe",
     "label_fraction",
@@ -37,13 +45,16 @@ KEYS = (
     "sweep",
     "threads",
 )
+KEYS = ("features", *PROBE_KEYS)
 
 
-def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
-    reject_unknown(config, KEYS, "probe")
+def probe_settings(
+    config: dict[str, Any], keys: tuple[str, ...], kind: str
+) -> tuple[ProbeParams, SweepConfig, int]:
+    """(probe params, sweep, seed) of a probe-like stage config, its keys and threads applied."""
+    reject_unknown(config, keys, kind)
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
-    out = Path(out)
     params = ProbeParams.from_config(config.get("probe"))
     sweep = SweepConfig.from_config(config.get("sweep"))
     if params.heads is not None and sweep.n_trials > 0:
@@ -51,7 +62,12 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
             "probe.heads and sweep are exclusive: a multi-head probe already trains a grid of "
             "lr/weight_decay settings; drop one of them"
         )
-    seed = int(config.get("seed", 0))
+    return params, sweep, int(config.get("seed", 0))
+
+
+def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    params, sweep, seed = probe_settings(config, KEYS, "probe")
+    out = Path(out)
     store, train_rows, val_rows = training_rows(config)
     params.num_heads = params.num_heads or store.num_heads
     if params.heads is not None:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from vjepa.errors import UserError
 from vjepa.eval.heads import Rows, train_heads
@@ -29,37 +28,17 @@ from vjepa.eval.stream import (
 )
 from vjepa.eval.stream_sweep import best_trial_heads, run_stream_sweep
 from vjepa.eval.sweep import SweepConfig
-from vjepa.stages.probe import report_heads
-from vjepa.utils.keys import reject_unknown
+from vjepa.stages.probe import PROBE_KEYS, probe_settings, report_heads
 from vjepa.utils.signals import stop_on_signals
 
-KEYS = (
-    "stream",
-    "task",
-    "probe",
-    "label_fraction",
-    "split_seed",
-    "val_fraction",
-    "seed",
-    "sweep",
-    "threads",
-)
+KEYS = ("stream", *PROBE_KEYS)
 
 
 def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
-    reject_unknown(config, KEYS, "stream")
-    if config.get("threads"):
-        torch.set_num_threads(int(config["threads"]))
+    params, sweep, seed = probe_settings(config, KEYS, "stream")
     if not config.get("stream"):
         raise UserError("stream.stream: no stream section (encoder, model, data, protocol)")
-    params = ProbeParams.from_config(config.get("probe"))
-    sweep = SweepConfig.from_config(config.get("sweep"))
-    if params.heads is not None and sweep.n_trials > 0:
-        raise UserError(
-            "probe.heads and sweep are exclusive: a multi-head probe already trains a grid of "
-            "lr/weight_decay settings; drop one of them"
-        )
-    return _run(config, Path(out), params, sweep, int(config.get("seed", 0)))
+    return _run(config, Path(out), params, sweep, seed)
 
 
 def _run(
