@@ -34,6 +34,20 @@ def _one_spec(args: list[str]) -> tuple[Path, list[str]]:
     return specs[0], overrides
 
 
+RUN_OPTION_HELP = "A run of SPEC (its id or a prefix; `vjepa-exp runs SPEC`); default: the latest."
+
+
+def _run_spec(args: list[str], run_id: str | None, console: Any) -> tuple[Path, list[str]]:
+    """SPEC and the overrides to act with: those given, else the ones its run was started with."""
+    from vjepa.pipeline.runs import overrides_for
+
+    spec, overrides = _one_spec(args)
+    overrides, run = overrides_for(_root(), spec, overrides, run_id)
+    if run is not None and run.overrides:
+        console.print(f"run {run.id}: {spec} {' '.join(run.overrides)}", highlight=False)
+    return spec, overrides
+
+
 def _root() -> Path:
     from vjepa.pipeline.dvcio import find_root
 
@@ -44,6 +58,12 @@ def _console() -> Any:
     from rich.console import Console
 
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _console_to(stream: Any) -> Any:
+    from rich.console import Console
+
+    return Console(file=stream, soft_wrap=False, width=200)
 
 
 class RunView:
@@ -117,6 +137,47 @@ def _print_submitted(console: Any, name: str, spec: Path, submitted: dict[str, s
         f"follow with `vjepa-exp status {spec}`, stop with `vjepa-exp cancel {spec}`",
         highlight=False,
     )
+
+
+STATE_COLOURS = {
+    "up to date": "green",
+    "stale": "yellow",
+    "running": "cyan",
+    "pending": "dim",
+    "failed": "red",
+}
+
+
+def _status_view(root: Path, compiled: Any, rows: list[Any], note: str) -> Any:
+    """The status table, then the log tail of each failed or running stage."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from vjepa.pipeline import status
+
+    parts: list[Any] = []
+    if note:
+        parts.append(Text.from_markup(f"[yellow]warning:[/] {note}"))
+    done = sum(r.state == "up to date" for r in rows)
+    table = Table(title=f"{compiled.spec.name}: {done}/{len(rows)} up to date")
+    for col in ("stage", "state", "time", "note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        secs = f"{r.seconds:.1f}s" if r.seconds is not None else ""
+        table.add_row(r.name, f"[{STATE_COLOURS[r.state]}]{r.state}[/]", secs, r.note)
+    parts.append(table)
+    for r in rows:
+        if r.log_tail and r.state in ("failed", "running"):
+            colour = STATE_COLOURS[r.state]
+            log = status.log_path(root, r.name)
+            parts.append(Text.from_markup(f"[{colour}]{r.state}[/]: {r.name}; log: {log}"))
+            parts.append(Text(r.log_tail, style="dim"))
+    return Group(*parts)
+
+
+def _print_status(console: Any, root: Path, compiled: Any, rows: list[Any], note: str) -> None:
+    console.print(_status_view(root, compiled, rows, note))
 
 
 def _print_evaluation(console: Any, compiled: Any) -> None:
@@ -314,57 +375,43 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     @friendly
-    def status_cmd(args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]")) -> None:
+    def status_cmd(
+        args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]"),
+        run_id: str = typer.Option(None, "--run", help=RUN_OPTION_HELP),
+        follow: bool = typer.Option(
+            False, "--follow", "-f", help="Keep refreshing until no stage is pending or running."
+        ),
+        every: float = typer.Option(5.0, "--every", help="Seconds between refreshes (--follow)."),
+    ) -> None:
         """List each stage of SPEC as up to date, stale, running or failed, with timings."""
-        from rich.table import Table
-
-        from vjepa.pipeline import attach, dvcio, status
+        from vjepa.pipeline.attach import spec_status
         from vjepa.pipeline.compiler import compile_spec
 
-        spec, overrides = _one_spec(args)
         root, console = _root(), _console()
+        spec, overrides = _run_spec(args, run_id, console)
         compiled = compile_spec(spec, overrides, root, check_paths=False)
-        note = attach.try_sync(root, compiled)  # detached SLURM jobs: ask SLURM, commit what ended
-        if note:
-            console.print(f"[yellow]warning:[/] {note}", highlight=False)
-        names = [s.name for s in compiled.stages]
-        text = (root / "dvc.yaml").read_text() if (root / "dvc.yaml").is_file() else ""
-        known = [n for n in names if f"  {n}:" in text]
-        stale = (dvcio.stale(root, known) if known else set()) | (set(names) - set(known))
-        rows = status.stage_statuses(root, compiled.stages, stale)
-        colours = {
-            "up to date": "green",
-            "stale": "yellow",
-            "running": "cyan",
-            "pending": "dim",
-            "failed": "red",
-        }
-        table = Table(
-            title=f"{compiled.spec.name}: {sum(r.state == 'up to date' for r in rows)}/{len(rows)} up to date"
-        )
-        for col in ("stage", "state", "time", "note"):
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            secs = f"{r.seconds:.1f}s" if r.seconds is not None else ""
-            table.add_row(r.name, f"[{colours[r.state]}]{r.state}[/]", secs, r.note)
-        console.print(table)
-        _print_evaluation(console, compiled)
-        for r in rows:
-            log_tail = (
-                status.read_state(root, r.name).get("log_tail") if r.state == "failed" else ""
-            )
-            if log_tail:
-                console.print(
-                    f"[red]failed[/]: {r.name}; log: {status.log_path(root, r.name)}",
-                    highlight=False,
-                )
-                console.print(log_tail, markup=False, highlight=False, style="dim")
+        if not follow:
+            rows, note = spec_status(root, compiled)
+            _print_status(console, root, compiled, rows, note)
+            _print_evaluation(console, compiled)
+            return
+        from rich.live import Live
+
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            while True:
+                rows, note = spec_status(root, compiled)
+                view = _status_view(root, compiled, rows, note)
+                live.update(view, refresh=True)
+                if not any(r.state in ("pending", "running") for r in rows):
+                    break
+                time.sleep(max(1.0, every))
 
     @app.command("results")
     @friendly
     def results_cmd(
         args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]"),
         fmt: str = typer.Option("table", "--format", "-f", help="table | csv | md | json"),
+        run_id: str = typer.Option(None, "--run", help=RUN_OPTION_HELP),
     ) -> None:
         """The result table of SPEC (mean ± std over seeds, best per column, delta to the baseline)."""
         from vjepa.errors import UserError
@@ -372,10 +419,12 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in FORMATS:
             raise UserError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-        spec, overrides = _one_spec(args)
-        root = _root()
+        root, console = _root(), _console()
+        # a table in another format goes to a pipe or a file: the run's note would corrupt it
+        quiet = console if fmt == "table" else _console_to(sys.stderr)
+        spec, overrides = _run_spec(args, run_id, quiet)
         compiled = compile_spec(spec, overrides, root, check_paths=False)
-        _print_results(_console(), root, compiled, fmt)
+        _print_results(console, root, compiled, fmt)
 
     @app.command("compare")
     @friendly
@@ -453,7 +502,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cancel")
     @friendly
-    def cancel_cmd(args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]")) -> None:
+    def cancel_cmd(
+        args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]"),
+        run_id: str = typer.Option(None, "--run", help=RUN_OPTION_HELP),
+    ) -> None:
         """Stop the active run of SPEC (a live runner is interrupted and cleans up; detached SLURM jobs are scancelled)."""
         import os
         import signal
@@ -461,8 +513,8 @@ def register(app: typer.Typer) -> None:
         from vjepa.pipeline import attach, status
         from vjepa.pipeline.compiler import compile_spec
 
-        spec, overrides = _one_spec(args)
         root = _root()
+        spec, overrides = _run_spec(args, run_id, _console())
         compiled = compile_spec(spec, overrides, root, check_paths=False)
         pids = set()
         for stage in compiled.stages:
@@ -477,6 +529,25 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{compiled.spec.name}: cancelled {len(cancelled)} SLURM jobs")
         if not pids and not cancelled:
             typer.echo(f"{compiled.spec.name}: nothing is running")
+
+    @app.command("runs")
+    @friendly
+    def runs_cmd(spec: Path = typer.Argument(..., help="SPEC")) -> None:
+        """The recorded runs of SPEC, latest last: id, start, executor, stages, overrides."""
+        from vjepa.pipeline.runs import runs_of
+
+        console = _console()
+        found = runs_of(_root(), spec)
+        if not found:
+            console.print(f"{spec}: no recorded run")
+            return
+        for r in found:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
+            console.print(
+                f"{r.id}  {when}  {r.executor:5s}  {len(r.stages):3d} stages  "
+                f"{' '.join(r.overrides) or '(no overrides)'}",
+                highlight=False,
+            )
 
     @app.command("exec", hidden=True)
     @friendly

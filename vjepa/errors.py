@@ -19,3 +19,8 @@ class CheckpointError(UserError):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf or exploded; the last good checkpoint was kept."""
+
+
+class StageInterrupted(RuntimeError):
+    """A stage stopped on request (SIGTERM/SIGUSR2: preemption, a time limit, a cancel) after
+    saving its resume state; running it again continues. Logged as one line, not a traceback."""

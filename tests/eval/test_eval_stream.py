@@ -263,3 +263,27 @@ def test_stream_sweep_space_must_be_head_settings(tmp_path, index):
     sweep = {"n_trials": 2, "space": {"epochs": {"type": "int", "low": 1, "high": 3}}}
     with pytest.raises(Exception, match="heads of one pass"):
         run_stage("stream", stream_config(index, sweep=sweep), tmp_path / "p")
+
+
+def test_a_stage_stopped_by_sigterm_logs_one_line_not_a_traceback(tmp_path, index):
+    """Preemption is planned: the stage command says where it saved, in one line, and exits 4."""
+    cfg = stream_config(index, {"epochs": 10})
+    path = tmp_path / "stream.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    cli = Path(sys.executable).parent / "vjepa-exp"
+    proc = subprocess.Popen(
+        [str(cli), "stage", "stream", str(path), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    _wait_for(out / "ckpt" / "heads.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 4, stderr
+    assert "Traceback" not in stderr + stdout
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("interrupted: probe interrupted at epoch ")
+    assert str(out / "ckpt" / "heads.pt") in lines[-1]

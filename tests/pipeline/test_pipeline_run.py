@@ -32,7 +32,8 @@ if os.environ.get("VJEPA_FAKE_STAGES") == "1":
             raise RuntimeError(f"fake {kind} failure")
         time.sleep(float(os.environ.get(f"FAKE_SLEEP_{kind.upper()}", "0")))
     def data(config, out):
-        _maybe("data", config); (out / "index.parquet").write_text("index"); return {"videos": 4}
+        _maybe("data", config); (out / "index.parquet").write_text("index")
+        return {"videos": 4, "threads": os.environ.get("OMP_NUM_THREADS")}
     def pretrain(config, out):
         (out / "ckpt").mkdir(exist_ok=True); (out / "ckpt" / "latest.pt").write_text("resume")
         _maybe("pretrain", config)
@@ -179,7 +180,10 @@ def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
     vx(other, env, "compile", "experiments/tiny.yaml")
     dvc(other, env, "repro")
     assert "nothing to do" in vx(other, env, "run", "experiments/tiny.yaml").stdout
-    assert results_json(other, env) == results_json(root, env)
+    # `results SPEC` shows the spec's latest run: in root that was probe.lr=0.002 until now
+    lr_run = results_json(root, env)
+    vx(root, env, "run", "experiments/tiny.yaml")  # the plain spec again (its probes were edited)
+    assert results_json(other, env) == results_json(root, env) != lr_run
 
 
 def test_failure_shows_log_tail_and_keep_going_runs_the_rest(project) -> None:

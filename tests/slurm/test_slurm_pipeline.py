@@ -175,6 +175,99 @@ def test_detach_needs_slurm(slurm_project) -> None:
     "text, seconds", [("00:07", 7), ("01:02:03", 3723), ("1-00:00:01", 86401), ("", None)]
 )
 def test_elapsed_seconds(text: str, seconds: int | None) -> None:
-    from vjepa.pipeline.executors.slurm_adapter import elapsed_seconds
+    from vjepa.pipeline.executors.slurm import elapsed_seconds
 
     assert elapsed_seconds(text) == seconds
+
+
+def squeue_ids() -> set[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True
+    ).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize(
+    "override, key, limit",
+    [
+        (
+            "executor.resources.probe.gpus_per_node=1",
+            "executor.resources.probe.gpus_per_node",
+            "GPUs",
+        ),
+        (
+            "executor.resources.default.cpus_per_task=512",
+            "executor.resources.data.cpus_per_task",
+            "CPUs",
+        ),
+        ("executor.resources.default.mem_gb=100000", "executor.resources.data.mem_gb", "MB"),
+        (
+            "executor.resources.default.partition=nowhere",
+            "executor.resources.data.partition",
+            "no partition",
+        ),
+    ],
+    ids=["gpus", "cpus", "mem", "partition"],
+)
+def test_unfit_request_submits_nothing(slurm_project, override, key, limit):
+    root, env = slurm_project
+    before = squeue_ids()
+    out = vx(root, env, "run", SPEC_FILE, "executor=slurm", override, "--detach", check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    message = out.stderr.strip()
+    assert message.startswith(f"error: {key}: stage ") and limit in message, message
+    assert "nothing was submitted" in message and len(message.splitlines()) == 1
+    assert squeue_ids() <= before and not states(root)
+
+
+def test_a_refused_sbatch_mid_dag_cancels_what_the_run_submitted(slurm_project):
+    """sbatch refuses the probes (an invalid --begin): the data, pretrain and extract jobs the run
+    had already submitted are cancelled, and the message says which."""
+    root, env = slurm_project
+    before = squeue_ids()
+    bad = "executor.resources.probe.additional={begin: not-a-time}"
+    out = vx(root, env, "run", SPEC_FILE, "executor=slurm", bad, "--detach", check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    message = out.stderr.strip()
+    match = re.search(r"cancelled the (\d+) jobs this run had submitted \(([\d, ]+)\)", message)
+    assert "sbatch refused probe-" in message and match, message
+    ids = match[2].split(", ")
+    assert int(match[1]) == len(ids) >= 3
+    deadline = time.time() + 30
+    while squeue_ids() & set(ids) and time.time() < deadline:
+        time.sleep(1)
+    assert not squeue_ids() & set(ids) and squeue_ids() <= before
+    assert all(s.startswith("CANCELLED") for s in sacct_states(ids).values())
+    cancelled = [st for st in states(root).values() if st.get("state") == "cancelled"]
+    assert len(cancelled) == len(ids)
+
+
+def test_status_and_cancel_act_on_the_run_with_its_overrides(slurm_project):
+    """A run started with overrides that change uids: `status SPEC` and `cancel SPEC`, typed as
+    the run prints them (no overrides), act on that run's stages; `runs SPEC` lists it."""
+    root, env = slurm_project
+    slow = {"FAKE_SLEEP_DATA": "120"}
+    out = vx(
+        root, env, "run", SPEC_FILE, "executor=slurm", "pretrain.epochs=3", "--detach", extra=slow
+    )
+    hint = re.search(
+        r"follow with `vjepa-exp (status [^`]+)`, stop with `vjepa-exp (cancel [^`]+)`", out.stdout
+    )
+    assert hint, out.stdout
+    shown = vx(root, env, *hint[1].split())
+    assert "pretrain.epochs=3" in shown.stdout and "0/13 up to date" in shown.stdout
+    assert re.search(r"│ (pending|running) ", shown.stdout) and "stale" not in shown.stdout
+    listed = vx(root, env, "runs", SPEC_FILE).stdout
+    assert "executor=slurm pretrain.epochs=3" in listed and "13 stages" in listed
+    stopped = vx(root, env, *hint[2].split())
+    assert "cancelled 13 SLURM jobs" in stopped.stdout, stopped.stdout
+    # the same stages without the run's overrides are other uids: nothing of theirs runs
+    assert "nothing is running" in vx(root, env, "cancel", SPEC_FILE, "pretrain.epochs=1").stdout
+
+
+def test_job_threads_follow_cpus_per_task(slurm_project):
+    root, env = slurm_project
+    env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    vx(root, env, "run", SPEC_FILE, "executor=slurm", "executor.resources.data.cpus_per_task=2")
+    data = [json.loads(p.read_text()) for p in (root / "metrics" / "data").glob("*.json")]
+    assert [m["threads"] for m in data] == ["2"]

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from vjepa.errors import UserError
+from vjepa.errors import StageInterrupted, UserError
 from vjepa.eval.metrics import accuracy, view_averaged_probs
 from vjepa.eval.probe_train import (
     ProbeParams,
@@ -63,7 +63,7 @@ class Rows(Protocol):
         ...
 
 
-class ProbeInterrupted(RuntimeError):
+class ProbeInterrupted(StageInterrupted):
     """Probe training stopped on request after saving its resume state; rerun to continue."""
 
 

@@ -57,6 +57,8 @@ def sync(root: Path, compiled: Compiled) -> list[str]:
     for adapter, group in _adapters(root, handles):
         states = adapter.refresh(group)
         done += [h.stage for h in group if _record(root, compiled, adapter, h, states[h.stage])]
+        for stage, (restarts, seconds) in adapter.attempts(group).items():
+            status.write_state(root, stage, restarts=restarts, attempts_s=seconds)
     if done:
         dvcio.commit(root, done)
         for name in done:
@@ -71,7 +73,9 @@ def _record(
     name = h.stage
     if not st.state.finished:
         started = st.started if st.state == JobState.RUNNING else None
-        status.write_state(root, name, state=st.state.value, started=started, note=st.reason)
+        status.write_state(
+            root, name, state=st.state.value, started=started, note=st.reason, native=st.native
+        )
         return False
     if (
         st.state == JobState.DONE
@@ -121,3 +125,13 @@ def cancel(root: Path, compiled: Compiled, wait_s: float = 60.0) -> list[str]:
             time.sleep(1.0)
     try_sync(root, compiled)
     return sorted(handles)
+
+
+def spec_status(root: Path, compiled: Compiled) -> tuple[list[status.StageStatus], str]:
+    """Every stage of a compiled spec with its state, after recording what detached SLURM jobs
+    did since the last look; and a warning when that could not be recorded now."""
+    note = try_sync(root, compiled)
+    names = [s.name for s in compiled.stages]
+    known = set(dvcio.read_stages(root)) & set(names)
+    stale = (dvcio.stale(root, sorted(known)) if known else set()) | (set(names) - known)
+    return status.stage_statuses(root, compiled.stages, stale), note

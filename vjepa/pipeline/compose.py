@@ -12,6 +12,7 @@ from typing import Any
 
 from vjepa.models.sizes import PRESETS
 from vjepa.pipeline import schema
+from vjepa.pipeline.executors.slurm import RESOURCE_KEYS as _RESOURCE_KEYS
 from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import CONF_DIR, GROUPS, Spec, Value
 from vjepa.utils.units import parse_size
@@ -73,10 +74,57 @@ class Composer:
         resolved = {k: resolved[k] for k in GROUPS}
         try:
             schema.CONFIG.check(resolved, "")
+            spread_default_resources(resolved["executor"], values)
             check_combinations(resolved)
         except Invalid as exc:
             raise spec.error(exc.path, exc.message + _origin_note(exc.path, values)) from None
         return resolved
+
+
+def spread_default_resources(executor: dict[str, Any], values: list[Value]) -> None:
+    """Resources precedence: the command line over the spec over the executor group, and at the
+    same level a kind's own key over ``default``. So a ``resources.default.KEY`` given on the
+    command line beats a kind's KEY from the spec or the group, and one in the spec beats the
+    group's: ``executor.resources.default.cpus_per_task=2`` means every stage."""
+    resources = executor.get("resources") or {}
+    prefix = "executor.resources."
+    level: dict[tuple[str, str], int] = {}  # (kind, key) -> highest level that set it (group: 0)
+    for value in values:
+        rank = 2 if value.origin.startswith("command line") else 1
+        if value.key in ("executor", "executor.resources"):
+            return  # the whole section came from one override: nothing to arbitrate
+        if not value.key.startswith(prefix):
+            continue
+        kind, _, key = value.key[len(prefix) :].partition(".")
+        if key:
+            keys = {key.split(".")[0]}
+        elif isinstance(value.value, dict):
+            keys = set(value.value)
+        else:
+            keys = set(_RESOURCE_KEYS)  # the section set whole (or dropped with null)
+        for k in keys:
+            level[kind, k] = max(level.get((kind, k), 0), rank)
+    default = resources.get("default") or {}
+    for kind, section in resources.items():
+        if kind == "default" or not isinstance(section, dict):
+            continue
+        for key in list(section):
+            if key in default and level.get(("default", key), 0) > level.get((kind, key), 0):
+                section[key] = default[key]
+
+
+def check_executor(executor: dict[str, Any]) -> None:
+    """The executor's own settings, parsed as the executor will parse them (no job is built)."""
+    if executor["kind"] != "slurm":
+        return
+    from vjepa.errors import SpecError
+    from vjepa.pipeline.executors.slurm import parse_slurm_config
+
+    try:
+        parse_slurm_config(executor)
+    except SpecError as exc:
+        path, _, message = str(exc).partition(": ")
+        raise Invalid(path, message) from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -131,6 +179,7 @@ def check_combinations(cfg: dict[str, Any]) -> None:
             "model.tubelet_size",
             model["tubelet_size"],
         )
+    check_executor(cfg["executor"])
     try:
         parse_size(cfg["eval"]["store_budget"])
     except ValueError as exc:

@@ -28,6 +28,7 @@ from vjepa.pipeline import dvcio, status
 from vjepa.pipeline.compiler import Compiled, compile_spec
 from vjepa.pipeline.executors.base import Executor, JobHandle, JobState, StageJob, make_executor
 from vjepa.pipeline.graph import Stage, descendants, metrics_path, out_dir, parse_name
+from vjepa.pipeline.runs import record_run
 from vjepa.pipeline.status import remove_half_output
 
 
@@ -185,10 +186,32 @@ class Runner:
         )
 
     def submit(self) -> None:
-        for stage in self.todo:
-            after = [self.handles[i.name] for i in stage.inputs if i.name in self.handles]
-            status.log_path(self.root, stage.name).unlink(missing_ok=True)
-            self._track(self.executor.submit(self._job(stage), after))
+        """Every job or none: each is checked against what the executor can ever run first, and
+        if one submission is refused, the jobs this run had already submitted are cancelled."""
+        self.executor.check([self._job(s) for s in self.todo])
+        submitted: list[JobHandle] = []
+        try:
+            for stage in self.todo:
+                after = [self.handles[i.name] for i in stage.inputs if i.name in self.handles]
+                status.log_path(self.root, stage.name).unlink(missing_ok=True)
+                submitted.append(self.executor.submit(self._job(stage), after))
+                self._track(submitted[-1])
+        except UserError as exc:
+            if not submitted:
+                raise
+            for handle in submitted:
+                self.executor.cancel(handle)
+                status.write_state(
+                    self.root,
+                    handle.stage,
+                    state="cancelled",
+                    ended=time.time(),
+                    reason="another stage of the run was refused",
+                )
+            ids = ", ".join(h.job_id for h in submitted)
+            raise UserError(
+                f"{exc}; cancelled the {len(submitted)} jobs this run had submitted ({ids})"
+            ) from None
 
     def retry_failed(self, in_flight: dict[str, JobHandle]) -> None:
         """SLURM: resubmit the failed/cancelled stages of ``todo``; follow those still in flight."""
@@ -307,9 +330,17 @@ def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
         if in_flight and not opts.retry_failed:
             raise UserError(
                 f"{compiled.spec.name}: {len(in_flight)} stages are still queued or running on SLURM; "
-                "follow them with `vjepa-exp status`, stop them with `vjepa-exp cancel`, "
-                "or resubmit the failed ones with --retry-failed"
+                f"follow them with `vjepa-exp status {opts.spec}`, stop them with "
+                f"`vjepa-exp cancel {opts.spec}`, or resubmit the failed ones with --retry-failed"
             )
+        # what `status`, `cancel` and `results` of the spec alone act on from now on
+        record_run(
+            root,
+            opts.spec,
+            opts.overrides,
+            compiled.executor.get("kind", "local"),
+            [s.name for s in compiled.stages],
+        )
         todo = plan(root, compiled, opts.force, opts.force_all)
         todo = [s for s in todo if s.name not in in_flight] + [
             s for s in compiled.stages if s.name in in_flight

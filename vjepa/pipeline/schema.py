@@ -489,7 +489,7 @@ CONFIG = Map(
                 "kind": Str(choices=("local", "slurm")),
                 "jobs": Int(1),
                 "folder": Optional(Str()),
-                "resources": DictOf(Map(open_keys=True)),
+                "resources": DictOf(Optional(Map(open_keys=True))),  # null: the kind takes default
             },
             open_keys=True,
         ),

@@ -64,12 +64,12 @@ class StageRunner(submitit.helpers.Checkpointable):
         self.fn = fn  # tests substitute a small stage body with the same contract
 
     def __call__(self) -> Any:
-        from vjepa.utils.signals import PretrainInterrupted
+        from vjepa.errors import StageInterrupted
 
         submitit_handler = signal.getsignal(REQUEUE_SIGNAL)
         try:
             return self._run()
-        except PretrainInterrupted:
+        except StageInterrupted:
             # The stage saved its resume state. A cancelled job stays cancelled; a preempted or
             # timed-out one is requeued through submitit (which also counts timeouts).
             if job_still_running():

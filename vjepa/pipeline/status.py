@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vjepa.pipeline.executors.base import tail
 from vjepa.pipeline.graph import metrics_path, out_dir
 from vjepa.utils.io import atomic_write_json
+
+RUNNING_TAIL = 3  # log lines shown under a running stage
 
 
 def state_dir(root: Path) -> Path:
@@ -83,6 +86,7 @@ class StageStatus:
     state: str  # up to date | stale | running | pending | failed
     seconds: float | None
     note: str = ""
+    log_tail: str = ""  # a failed stage's last log lines, or a running stage's latest ones
 
 
 def _wall(root: Path, out: str) -> float | None:
@@ -109,7 +113,16 @@ def stage_statuses(root: Path, stages: list[Any], stale: set[str]) -> list[Stage
             state, seconds = "failed", _span(st)
         else:
             state = "stale"
-        rows.append(StageStatus(stage.name, stage.kind, state, seconds, _note(st, state)))
+        if live and st.get("attempts_s") and st.get("restarts"):
+            seconds = max(seconds or 0.0, float(st["attempts_s"]))  # every attempt, not the last
+        tail_lines = ""
+        if state == "failed":
+            tail_lines = st.get("log_tail", "")
+        elif state == "running":
+            tail_lines = tail(log_path(root, stage.name), RUNNING_TAIL)
+        rows.append(
+            StageStatus(stage.name, stage.kind, state, seconds, _note(st, state), tail_lines)
+        )
     return rows
 
 
@@ -118,7 +131,12 @@ def _note(st: dict[str, Any], state: str) -> str:
     if state == "failed":
         return st.get("reason", "")
     if state in ("running", "pending") and on_slurm(st):
-        return f"job {st['handle']['job_id']}" + (f" {st['note']}" if st.get("note") else "")
+        parts = [f"job {st['handle']['job_id']}", st.get("native") or ""]
+        if st.get("note"):
+            parts.append(f"({st['note']})")
+        if st.get("restarts"):
+            parts.append(f"restarted {st['restarts']}x")
+        return " ".join(p for p in parts if p)
     return ""
 
 

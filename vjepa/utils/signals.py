@@ -19,10 +19,12 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from vjepa.errors import StageInterrupted
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
 
-class PretrainInterrupted(RuntimeError):
+class PretrainInterrupted(StageInterrupted):
     """Pretraining stopped on request after saving its resume state; rerun to continue."""
 
 

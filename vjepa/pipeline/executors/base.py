@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# the thread caps an executor gives each job (BLAS/OpenMP; torch reads OMP_NUM_THREADS at start)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 class JobState(str, enum.Enum):
     PENDING = "pending"  # submitted, waiting for a slot or for its dependencies
@@ -67,12 +70,17 @@ class JobStatus:
     started: float | None = None
     ended: float | None = None
     reason: str = ""
+    native: str = ""  # the executor's own state name (SLURM: PENDING, RUNNING, REQUEUED, ...)
 
 
 class Executor(ABC):
     """Runs stage jobs. Dependencies are ``afterok``: a job whose dependency fails is cancelled."""
 
     name: str = "base"
+
+    def check(self, jobs: Sequence[StageJob]) -> None:
+        """Raise a ``UserError`` if one of ``jobs`` could never run here (before any submission)."""
+        return None
 
     @abstractmethod
     def submit(self, job: StageJob, after: Sequence[JobHandle] = ()) -> JobHandle:

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vjepa.pipeline.executors.base import Executor, JobHandle, JobState, JobStatus, StageJob
+from vjepa.pipeline.executors.base import (
+    THREAD_VARS,
+    Executor,
+    JobHandle,
+    JobState,
+    JobStatus,
+    StageJob,
+)
 
 _GRACE_S = 10.0
 
@@ -176,4 +183,4 @@ def _thread_budget(jobs: int) -> dict[str, str]:
     """Share the cores between concurrent stages: oversubscribed BLAS/OpenMP threads make a
     2-core machine several times slower. A user's own OMP_NUM_THREADS still wins."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return dict.fromkeys(THREAD_VARS, str(threads))

@@ -22,7 +22,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +305,33 @@ def query_jobs(job_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
     return found
 
 
+def elapsed_seconds(text: str) -> float | None:
+    """SLURM's ``[D-][HH:]MM:SS`` as seconds (None when empty or unreadable)."""
+    days, _, clock = text.strip().rpartition("-")
+    try:
+        parts = [int(p) for p in clock.split(":")]
+        seconds = sum(v * 60**i for i, v in enumerate(reversed(parts)))
+        return seconds + 86400 * int(days or 0)
+    except ValueError:
+        return None
+
+
+def job_attempts(job_ids: Iterable[str]) -> dict[str, tuple[int, float]]:
+    """``job id -> (restarts, elapsed seconds summed over attempts)`` from ``sacct -D``."""
+    wanted = sorted({str(j) for j in job_ids if j})
+    if not wanted:
+        return {}
+    out = _slurm(
+        ["sacct", "-n", "-X", "-P", "-D", "-j", ",".join(wanted), "--format=JobID,Elapsed"]
+    )
+    seen: dict[str, list[float]] = {}
+    for line in out.splitlines():
+        jid, _, elapsed = line.partition("|")
+        if jid in wanted:
+            seen.setdefault(jid, []).append(elapsed_seconds(elapsed) or 0.0)
+    return {jid: (len(times) - 1, sum(times)) for jid, times in seen.items()}
+
+
 def jobs_named(prefix: str) -> dict[str, str]:
     """``job id -> job name`` of this user's jobs whose name starts with ``prefix`` (any state)."""
     found: dict[str, str] = {}
@@ -395,17 +422,37 @@ class SlurmExecutor:
         }
 
     # -- submission --------------------------------------------------------------------------
-    def _executor(
-        self, kind: str, overrides: Mapping[str, Any], name: str, after: Sequence[SlurmHandle]
-    ) -> Any:
-        import submitit
-
+    def resources(self, kind: str, overrides: Mapping[str, Any], name: str) -> SlurmResources:
+        """What job ``name`` of ``kind`` asks for: the kind's resources, then its own overrides."""
         res = self.config.for_kind(kind)
         if overrides:
             res = replace(
                 res,
                 **{k: _check_resource(f"job {name} resources", k, v) for k, v in overrides.items()},
             )
+        return res
+
+    def check_fits(self, jobs: Sequence[StageJob]) -> None:
+        """A ``SlurmError`` naming the stage, the key and the limit when a job asks more than its
+        partition can ever give (checked before any sbatch, so nothing is submitted)."""
+        from vjepa.pipeline.executors.slurm_limits import misfit, read_partitions
+
+        if not jobs:
+            return
+        parts = read_partitions(_slurm)
+        for job in jobs:
+            res = self.resources(job.kind, job.resources, job.name)
+            request = {**asdict(res), "tasks": res.tasks}
+            why = misfit(f"executor.resources.{job.kind}", job.name, request, parts)
+            if why:
+                raise SlurmError(f"{why} (nothing was submitted)")
+
+    def _executor(
+        self, kind: str, overrides: Mapping[str, Any], name: str, after: Sequence[SlurmHandle]
+    ) -> Any:
+        import submitit
+
+        res = self.resources(kind, overrides, name)
         ex = submitit.AutoExecutor(
             folder=self.folder / "%j",
             cluster="slurm",

@@ -8,13 +8,22 @@ with no other configuration than what the state file holds.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vjepa.pipeline.executors import slurm
-from vjepa.pipeline.executors.base import Executor, JobHandle, JobState, JobStatus, StageJob, tail
+from vjepa.pipeline.executors.base import (
+    THREAD_VARS,
+    Executor,
+    JobHandle,
+    JobState,
+    JobStatus,
+    StageJob,
+    tail,
+)
 
 _STATES = {
     "pending": JobState.PENDING,
@@ -26,27 +35,18 @@ _STATES = {
 _POLL_EVERY_S = 2.0
 
 
-def elapsed_seconds(text: str) -> float | None:
-    """SLURM's ``[D-][HH:]MM:SS`` as seconds (None when empty or unreadable)."""
-    days, _, clock = text.strip().rpartition("-")
-    try:
-        parts = [int(p) for p in clock.split(":")]
-        seconds = sum(v * 60**i for i, v in enumerate(reversed(parts)))
-        return seconds + 86400 * int(days or 0)
-    except ValueError:
-        return None
-
-
 def job_status(info: tuple[str, str, str] | None) -> JobStatus:
     """A JobStatus from ``query_jobs``' (SLURM state, elapsed, reason); unknown reads as pending."""
     slurm_state, elapsed, reason = info or ("UNKNOWN", "", "")
     state = _STATES.get(slurm.STATE_MAP.get(slurm_state, ""), JobState.PENDING)
-    seconds = elapsed_seconds(elapsed) if state != JobState.PENDING else None
+    seconds = slurm.elapsed_seconds(elapsed) if state != JobState.PENDING else None
     now = time.time()
     started = now - seconds if seconds is not None else None  # a finished job: as if it just ended
     if state.finished:  # squeue's reason for a finished job is its last pending reason: drop it
-        return JobStatus(state, started=started, ended=now, reason=f"SLURM {slurm_state}")
-    return JobStatus(state, started=started, reason=reason)
+        return JobStatus(
+            state, started=started, ended=now, reason=f"SLURM {slurm_state}", native=slurm_state
+        )
+    return JobStatus(state, started=started, reason=reason, native=slurm_state)
 
 
 class SlurmAdapter(Executor):
@@ -74,9 +74,19 @@ class SlurmAdapter(Executor):
             command=list(job.cmd),
             resources=job.resources,
             cwd=job.cwd,
-            env=dict(job.env),
+            env={**self._thread_env(job), **job.env},
             log=job.log,
         )
+
+    def _thread_env(self, job: StageJob) -> dict[str, str]:
+        """The job's OMP/MKL threads follow its ``cpus_per_task`` (SLURM sets no thread cap: a
+        job would start one thread per core of the node beside its neighbours' threads). A cap the
+        user exported still wins, as under the local executor."""
+        cpus = str(self._ex.resources(job.kind, job.resources, job.stage).cpus_per_task)
+        return {k: cpus for k in THREAD_VARS if k not in os.environ}
+
+    def check(self, jobs: Sequence[StageJob]) -> None:
+        self._ex.check_fits([self._native_job(j) for j in jobs])
 
     def _handle(self, job: StageJob, native: slurm.SlurmHandle) -> JobHandle:
         extra = {"spec": self.spec, "folder": self._folder}
@@ -103,6 +113,12 @@ class SlurmAdapter(Executor):
         self._info.update(slurm.query_jobs(h.job_id for h in handles))
         self._polled = time.monotonic()
         return {h.stage: job_status(self._info.get(h.job_id)) for h in handles}
+
+    def attempts(self, handles: Sequence[JobHandle]) -> dict[str, tuple[int, float]]:
+        """``stage -> (restarts, seconds summed over its attempts)`` (sacct keeps every attempt
+        of a requeued job; squeue shows only the current one)."""
+        found = slurm.job_attempts(h.job_id for h in handles)
+        return {h.stage: found[h.job_id] for h in handles if h.job_id in found}
 
     def poll(self, handle: JobHandle) -> JobStatus:
         if handle.job_id not in self._info or time.monotonic() - self._polled > _POLL_EVERY_S:
