@@ -271,3 +271,27 @@ def test_job_threads_follow_cpus_per_task(slurm_project):
     vx(root, env, "run", SPEC_FILE, "executor=slurm", "executor.resources.data.cpus_per_task=2")
     data = [json.loads(p.read_text()) for p in (root / "metrics" / "data").glob("*.json")]
     assert [m["threads"] for m in data] == ["2"]
+
+
+def test_status_shows_a_requeued_jobs_restarts_and_log(slurm_project):
+    """A running job requeued by SLURM: status keeps showing it live, with its restart count,
+    SLURM's state and the tail of its log."""
+    root, env = slurm_project
+    vx(root, env, "run", SPEC_FILE, "executor=slurm", "--detach", extra={"FAKE_SLEEP_DATA": "40"})
+    data = next(n for n in states(root) if n.startswith("data-"))
+    job = states(root)[data]["handle"]["job_id"]
+    deadline = time.time() + 90
+    while "RUNNING" not in sacct_states([job]).get(job, ""):
+        assert time.time() < deadline, sacct_states([job])
+        time.sleep(1)
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    deadline = time.time() + 120
+    while True:
+        out = vx(root, env, "status", SPEC_FILE).stdout
+        row = next(ln for ln in out.splitlines() if data in ln)
+        if "restarted 1x" in row and "RUNNING" in row:
+            break
+        assert time.time() < deadline, out
+        time.sleep(2)
+    assert re.search(rf"running\S*: {data}; log: ", out), out  # the running stage's log tail
+    vx(root, env, "cancel", SPEC_FILE)
