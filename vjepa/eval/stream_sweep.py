@@ -29,7 +29,6 @@ from vjepa.eval.probe_train import ProbeParams, ProbeResult
 from vjepa.eval.splits import carve_rows
 from vjepa.eval.stream import VAL_CACHE_MB, StreamRows, open_stream, record_columns, split_records
 from vjepa.eval.sweep import (
-    SweepConfig,
     claim_trial,
     finish_trial,
     load_study,
@@ -38,7 +37,7 @@ from vjepa.eval.sweep import (
     study_summary,
     suggest,
     validate_space,
-    without_eval,
+    worker_settings,
 )
 from vjepa.models.probe import build_probe
 from vjepa.utils.io import atomic_save
@@ -65,11 +64,7 @@ def run_stream_worker(
     ``heads/trial-<number>.pt`` for the probe stage to evaluate."""
     from optuna.trial import TrialState
 
-    config = without_eval(config)
-    if worker_index is None:
-        worker_index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
-    sweep = SweepConfig.from_config(config.get("sweep"))
-    base = ProbeParams.from_config(config.get("probe"))
+    config, worker_index, sweep, base = worker_settings(config, worker_index)
     study_dir = Path(study_dir)
     for name in sweep.space:
         if name not in HEAD_KEYS:

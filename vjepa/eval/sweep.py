@@ -315,6 +315,20 @@ def without_eval(config: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def worker_settings(
+    config: Mapping[str, Any], worker_index: int | None
+) -> tuple[dict[str, Any], int, SweepConfig, Any]:
+    """What a worker may see (no evaluation split), its index (a SLURM array's task id by
+    default: it seeds the sampler), the sweep and the base probe settings."""
+    from vjepa.eval.probe_train import ProbeParams
+
+    if worker_index is None:
+        worker_index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
+    config = without_eval(config)
+    sweep = SweepConfig.from_config(config.get("sweep"))
+    return config, worker_index, sweep, ProbeParams.from_config(config.get("probe"))
+
+
 def run_worker(
     config: Mapping[str, Any], study_dir: str | os.PathLike[str], worker_index: int | None = None
 ) -> dict[str, Any]:
@@ -334,11 +348,7 @@ def run_worker(
         raise UserError(
             "a sweep on streamed features runs vjepa.eval.stream_sweep, not this worker"
         )
-    config = without_eval(config)
-    if worker_index is None:
-        worker_index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
-    sweep = SweepConfig.from_config(config.get("sweep"))
-    base = ProbeParams.from_config(config.get("probe"))
+    config, worker_index, sweep, base = worker_settings(config, worker_index)
     study_dir = Path(study_dir)
     validate_space(sweep.space, set(base.to_dict()))
     store, train_rows, val_rows = training_rows(config, split="sweep")
