@@ -443,11 +443,14 @@ def register(app: typer.Typer) -> None:
         from vjepa.errors import UserError
         from vjepa.pipeline import results
         from vjepa.pipeline.compiler import compile_spec
+        from vjepa.pipeline.runs import overrides_for
 
         specs, overrides = _split(args)
         root = _root()
+        # each spec with the overrides given, else those of its latest run (as `results` does)
+        per_spec = [overrides_for(root, s, overrides, None)[0] for s in specs]
         if len(specs) == (1 if rev else 2):
-            a = compile_spec(specs[0], overrides, root, check_paths=False)
+            a = compile_spec(specs[0], per_spec[0], root, check_paths=False)
             _, pa = results.pivot_report(a.report.config, results.read_workdir(root))
         else:
             raise UserError("compare: give SPEC_A SPEC_B, or SPEC --rev GIT_REV")
@@ -468,7 +471,7 @@ def register(app: typer.Typer) -> None:
             names = (f"{rev}", "now")
             pa, pb = pb, pa
         else:
-            b = compile_spec(specs[1], overrides, root, check_paths=False)
+            b = compile_spec(specs[1], per_spec[1], root, check_paths=False)
             _, pb = results.pivot_report(b.report.config, results.read_workdir(root))
             names = (a.spec.name, b.spec.name)
         rows = results.compare(pa, pb)
