@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from vjepa.errors import SpecError
+from vjepa.pipeline import schema
 from vjepa.pipeline.compiler import compile_spec
 from vjepa.pipeline.runner import publish
 
@@ -365,3 +366,22 @@ def test_duplicate_spec_names_across_files(project: Path) -> None:
     other = write(project, "copy", GOOD)
     with pytest.raises(SpecError, match="'tiny' is already the name of experiments/tiny.yaml"):
         compile_and_publish(project, other)
+
+
+def test_sweep_and_probe_choices_come_from_the_modules_that_build_them(tmp_path: Path) -> None:
+    """The schema accepts exactly what the sweep and the probe builder implement."""
+    from vjepa.eval.sweep import SweepConfig, make_pruner
+    from vjepa.models.probe import build_probe
+
+    spec = REPO / "experiments" / "probe_sweep.yaml"
+    ok = compile_spec(spec, ["sweep.pruner=hyperband"], REPO)
+    probe = next(s for s in ok.stages if s.kind == "probe")
+    sweep = SweepConfig.from_config(probe.config["sweep"])
+    assert sweep.pruner == "hyperband" and make_pruner(sweep, 5) is not None
+    with pytest.raises(SpecError, match=r"sweep.sampler: .*'grid'"):
+        compile_spec(spec, ["sweep.sampler=grid"], REPO)
+    for kind in schema.lookup(schema.CONFIG, "probe.kind").choices:
+        assert build_probe(kind, embed_dim=8, num_classes=2, num_heads=2) is not None
+    # the range rule is one rule: the compiler refuses what the worker would refuse
+    with pytest.raises(SpecError, match="sweep.space.lr: low 0.01 must be below high 0.01"):
+        compile_spec(spec, ["sweep.space.lr.low=0.01", "sweep.space.lr.high=0.01"], REPO)

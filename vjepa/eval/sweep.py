@@ -32,11 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.errors import UserError
+from vjepa.eval.modes import PARAM_TYPES, PRUNERS, SAMPLERS
 from vjepa.utils.keys import reject_unknown
 
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "none")
-PARAM_TYPES = ("float", "int", "categorical")
 POLL_S = 0.5
 
 
@@ -83,11 +81,24 @@ def validate_space(space: Mapping[str, Mapping[str, Any]], param_names: set[str]
         kind = spec.get("type")
         if kind not in PARAM_TYPES:
             raise UserError(f"{where}.type: {kind!r} is not one of {', '.join(PARAM_TYPES)}")
-        if kind == "categorical":
-            if not spec.get("choices"):
-                raise UserError(f"{where}.choices: a categorical parameter needs choices")
-        elif "low" not in spec or "high" not in spec or spec["low"] > spec["high"]:
-            raise UserError(f"{where}: needs low <= high")
+        problem = range_problem(spec)
+        if problem:
+            raise UserError(f"{where}: {problem}")
+
+
+def range_problem(spec: Mapping[str, Any]) -> str | None:
+    """What is wrong with one search-space entry's range (the one rule the compiler and the
+    worker both apply), or None."""
+    if spec.get("type") == "categorical":
+        return None if spec.get("choices") else "a categorical parameter needs choices"
+    low, high = spec.get("low"), spec.get("high")
+    if low is None or high is None:
+        return f"a {spec.get('type')} range needs low and high"
+    if low >= high:
+        return f"low {low} must be below high {high}"
+    if spec.get("log") and low <= 0:
+        return "a log range needs low > 0"
+    return None
 
 
 def suggest(trial: Any, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from torch import nn
 
 from vjepa.errors import CheckpointError, UserError
 from vjepa.models.blocks import MLP, init_weights
+from vjepa.models.sizes import PROBE_KINDS
 
-PROBE_KINDS = ("attentive", "linear")
 LN_EPS = 1e-5
 
 

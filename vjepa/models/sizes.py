@@ -34,6 +34,9 @@ PRESETS: dict[str, Preset] = {
     "vit_giant": Preset(1408, 40, 16, 48 / 11),
 }
 
+# the frozen-evaluation probes vjepa.models.probe builds
+PROBE_KINDS = ("attentive", "linear")
+
 MODEL_KEYS = (
     "name",
     "num_frames",

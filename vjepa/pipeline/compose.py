@@ -10,6 +10,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from vjepa.eval.sweep import range_problem
 from vjepa.models.sizes import PRESETS
 from vjepa.pipeline import schema
 from vjepa.pipeline.executors.slurm import RESOURCE_KEYS as _RESOURCE_KEYS
@@ -192,16 +193,9 @@ def check_combinations(cfg: dict[str, Any]) -> None:
             "data", "no data: set data.datasets (named datasets), data.synth or data.source"
         )
     for name, param in cfg["sweep"]["space"].items():
-        where = f"sweep.space.{name}"
-        if param["type"] in ("float", "int"):
-            if param.get("low") is None or param.get("high") is None:
-                raise Invalid(where, f"a {param['type']} range needs low and high")
-            if param["low"] >= param["high"]:
-                raise Invalid(where, f"low {param['low']} must be below high {param['high']}")
-            if param.get("log") and param["low"] <= 0:
-                raise Invalid(where, "a log range needs low > 0")
-        elif not param.get("choices"):
-            raise Invalid(where, "a categorical parameter needs choices")
+        problem = range_problem(param)
+        if problem:
+            raise Invalid(f"sweep.space.{name}", problem)
     if cfg["sweep"]["n_trials"] > 0:
         for name in cfg["sweep"]["space"]:
             if name not in cfg["probe"]:

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vjepa.eval.modes import FEATURE_MODES
-from vjepa.models.sizes import PRESETS
+from vjepa.eval.modes import FEATURE_MODES, PARAM_TYPES, PRUNERS, SAMPLERS
+from vjepa.models.sizes import PRESETS, PROBE_KINDS
 
 
 class Invalid(Exception):
@@ -293,7 +293,6 @@ def lookup(schema: Schema, dotted: str) -> Schema:
 NAME = r"[a-z0-9][a-z0-9_-]*"
 MODEL_NAMES = tuple(PRESETS)  # the encoder sizes (vjepa.models.sizes)
 MASK_KINDS = ("multiblock", "random_tube")
-PROBE_KINDS = ("attentive", "linear")
 METRICS = ("top1", "top5")
 LABEL_KEYS = ("variant", "task", "label_fraction", "seed")
 
@@ -354,7 +353,7 @@ MIXTURE = OneOf(
 
 SWEEP_PARAM = Map(
     {
-        "type": Str(choices=("float", "int", "categorical")),
+        "type": Str(choices=PARAM_TYPES),
         "low": Optional(Float()),
         "high": Optional(Float()),
         "log": Optional(Bool()),
@@ -475,8 +474,8 @@ CONFIG = Map(
         "sweep": Map(
             {
                 "n_trials": Int(0),
-                "sampler": Str(choices=("tpe", "random", "grid")),
-                "pruner": Str(choices=("median", "none")),
+                "sampler": Str(choices=SAMPLERS),
+                "pruner": Str(choices=PRUNERS),
                 "workers": Int(1),
                 "storage": Optional(Str(hint="a journal file path or a database URL")),
                 "space": DictOf(SWEEP_PARAM),
