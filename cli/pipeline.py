@@ -19,7 +19,19 @@ FORMATS = ("table", "csv", "md", "json")
 
 
 def _split(args: list[str]) -> tuple[list[Path], list[str]]:
+    """Spec files and ``KEY=VALUE`` overrides; a word that is neither is named, not taken for a
+    missing spec file."""
+    from vjepa.errors import SpecError
+
     specs = [Path(a) for a in args if "=" not in a]
+    for arg, path in zip([a for a in args if "=" not in a], specs, strict=True):
+        if arg.startswith(("~", "+")):
+            raise SpecError(
+                f"override {arg!r}: removing or adding keys is not supported; set a value "
+                "(KEY=VALUE) or choose a group option (GROUP=OPTION)"
+            )
+        if path.suffix not in (".yaml", ".yml") and not path.is_file():
+            raise SpecError(f"{arg!r}: neither a spec file (.yaml) nor an override (KEY=VALUE)")
     return specs, [a for a in args if "=" in a]
 
 

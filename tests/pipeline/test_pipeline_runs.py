@@ -37,3 +37,21 @@ def test_a_torn_record_is_skipped(tmp_path: Path) -> None:
         fh.write('{"id": "torn", "spec"')  # a writer killed mid-line
     assert runs_of(tmp_path, spec) == [kept]
     assert pick_run(tmp_path, Path("other.yaml"), None) is None
+
+
+@pytest.mark.parametrize(
+    "word, fragment",
+    [
+        ("pretrain.lr", "'pretrain.lr': neither a spec file (.yaml) nor an override (KEY=VALUE)"),
+        ("~pretrain.lr", "override '~pretrain.lr': removing or adding keys is not supported"),
+    ],
+)
+def test_a_word_that_is_no_override_is_named(word: str, fragment: str) -> None:
+    """`run SPEC pretrain.lr` (no `=`) is an override error, not 'spec file not found'."""
+    from cli.pipeline import _split
+    from vjepa.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        _split(["experiments/quickstart.yaml", word])
+    assert fragment in str(info.value)
+    assert _split(["experiments/quickstart.yaml", "pretrain.lr=1"])[1] == ["pretrain.lr=1"]

@@ -208,7 +208,20 @@ def test_paper_spec_needs_deferred_path_checks() -> None:
 
 
 # (spec text or None for GOOD, overrides, expected message fragment)
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}]\n"
+    for i in range(20)
+)
 BAD: list[tuple[str | None, list[str], str]] = [
+    (
+        GOOD + "seeds: [1]\n",
+        [],
+        "not valid YAML at line 12: duplicate key 'seeds' (first at line 5)",
+    ),
+    (GOOD.replace("seeds: [0]", "seeds: [0]\noff: 1"), [], "unknown key 'off'"),
+    (GOOD + BOMB, [], "more than 100 aliases (refused)"),
     ("name: [unclosed\n", [], "tiny.yaml: not valid YAML at line"),
     ("- just\n- a list\n", [], "a spec must be a mapping"),
     ("seeds: [0]\n", [], "name: missing key"),

@@ -108,13 +108,51 @@ _FLOAT = re.compile(
 )
 
 
+MAX_ALIASES = 100  # a spec has no use for more; an alias bomb has billions after expansion
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
 def yaml_loader() -> type:
-    """A safe loader that reads ``1e-4`` as a float (YAML 1.1 would keep it a string)."""
+    """A strict safe loader for specs: ``1e-4`` is a float (YAML 1.1 keeps it a string), only
+    ``true``/``false`` are booleans (YAML 1.1 also reads ``on``, ``off``, ``yes``, ``no``: a key
+    ``off:`` became ``False``), a duplicate key is an error (YAML keeps the last, silently
+    dropping the first block), and more than ``MAX_ALIASES`` aliases are refused."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        aliases = 0
 
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_ALIASES:
+                    mark = self.peek_event().start_mark
+                    raise yaml.composer.ComposerError(
+                        None, None, f"more than {MAX_ALIASES} aliases (refused)", mark
+                    )
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, list | dict):
+                    continue  # unhashable: the base constructor reports it
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first at line {seen[key].line + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+            return super().construct_mapping(node, deep)
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("tTfF"))
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
     return Loader
 
