@@ -222,6 +222,8 @@ BAD: list[tuple[str | None, list[str], str]] = [
     ),
     (GOOD.replace("seeds: [0]", "seeds: [0]\noff: 1"), [], "unknown key 'off'"),
     (GOOD + BOMB, [], "more than 100 aliases (refused)"),
+    (None, ["masking.name=" + "m" * 250], "bytes, over the file system's 255; shorten"),
+    (None, ["pretrain.target=" + "[1," * 40 + "1" + "]" * 40], "[1, [... (set by command line"),
     ("name: [unclosed\n", [], "tiny.yaml: not valid YAML at line"),
     ("- just\n- a list\n", [], "a spec must be a mapping"),
     ("seeds: [0]\n", [], "name: missing key"),

@@ -31,6 +31,8 @@ from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import Spec, Value, load_spec
 from vjepa.utils.units import parse_size
 
+NAME_MAX = 255  # bytes of one file name (ext4, XFS, Lustre, GPFS)
+
 
 def _eval_split(wanted: str, splits: dict[str, Any]) -> str:
     """``auto``: a dataset's test split when it has one, else its val split."""
@@ -95,6 +97,15 @@ def compile_spec(
             cfg = composer.compose(spec, choices, spec.values)
             builder.add_baseline(cfg, name, baseline, {axis.label: name for axis in spec.axes})
     report = builder.add_report()
+    for stage in builder.graph.ordered():
+        name = Path(stage.metrics_file).name  # the longest file name a stage writes
+        if len(name.encode()) > NAME_MAX:
+            raise spec.error(
+                "",
+                f"stage {stage.kind}-{stage.label[:40]}...: its file name would be "
+                f"{len(name.encode())} bytes, over the file system's {NAME_MAX}; shorten the "
+                "names it is made of (variant values, dataset names, baseline file names)",
+            )
     evaluation = list(builder.choices.values())
     return Compiled(spec, builder.graph, report, base["executor"], builder.warnings, evaluation)
 

@@ -47,8 +47,17 @@ def unknown_key(path: str, key: str, options: Iterable[str]) -> Invalid:
     return Invalid(join(path, key), f"unknown key {key!r}{suggest(key, options)}")
 
 
+SHOWN_CHARS = 80  # a value quoted in an error (an expanded alias can be megabytes)
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to ``SHOWN_CHARS`` characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
 def _got(value: Any) -> str:
-    return f"got {type(value).__name__} {value!r}"
+    return f"got {type(value).__name__} {shown(value)}"
 
 
 class Schema:

@@ -62,8 +62,10 @@ class Spec:
     overrides: list[str] = field(default_factory=list)
 
     def error(self, path: str, message: str) -> SpecError:
-        """A SpecError naming this spec's file and ``path``."""
-        return SpecError(f"{self.file}: {path}: {message}" if path else f"{self.file}: {message}")
+        """A SpecError naming this spec's file and ``path`` (one line, at most ~1000 chars)."""
+        text = f"{self.file}: {path}: {message}" if path else f"{self.file}: {message}"
+        text = " ".join(text.split("\n"))
+        return SpecError(text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 3] + "...")
 
 
 def group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -108,6 +110,7 @@ _FLOAT = re.compile(
 )
 
 
+MAX_ERROR = 1000  # characters of one error line
 MAX_ALIASES = 100  # a spec has no use for more; an alias bomb has billions after expansion
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 
