@@ -18,10 +18,6 @@ from paper_layout import build_paper_layout, paper_run_args, write_official_chec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-# Small jobs: four of them fit the test node at once.
-JOB = {"cpus_per_task": 1, "mem_gb": 3, "time": 20, "nodes": 1, "gpus_per_node": 0}
-KINDS = ("default", "data", "pretrain", "extract", "probe", "report")
-
 
 def _paper_helpers() -> ModuleType:
     path = Path(__file__).resolve().parents[1] / "pipeline" / "test_pipeline_paper.py"
@@ -39,8 +35,8 @@ def test_paper_spec_runs_on_slurm_at_laptop_scale(slurm_folder: Path) -> None:
     build_paper_layout(data_root)
     checkpoint = write_official_checkpoint(slurm_folder / "vitm16.pth.tar")
     root, env = P.make_project(slurm_folder)
-    resources = [f"executor.resources.{k}.{key}={v}" for k in KINDS for key, v in JOB.items()]
-    args = [*paper_run_args(data_root, checkpoint), "executor=slurm", *resources]
+    # no resource overrides: `executor=slurm` asks what a laptop-scale stage needs
+    args = [*paper_run_args(data_root, checkpoint), "executor=slurm"]
     out = P.vx(root, env, "run", *args)
     rows = P.check_table(root, env, args)
     assert {r["task"] for r in rows} == {"k400", "ssv2", "in1k"}, out.stdout
