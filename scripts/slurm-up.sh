@@ -6,8 +6,8 @@
 #   $VJEPA_SLURM_DIR (default: <repo>/.vjepa/slurm-cluster)
 # and the cluster is used by sourcing <state>/env.sh (it exports SLURM_CONF).
 #
-# Knobs (env vars): VJEPA_SLURM_CPUS (CPUs the node advertises; default max(nproc, 4) because test
-# jobs are tiny and mostly wait, so a 4-worker array and a 2-task job can run at once),
+# Knobs (env vars): VJEPA_SLURM_CPUS (CPUs the node advertises; default the machine's cores, so
+# that SLURM never runs more 1-thread jobs at once than there are cores),
 # VJEPA_SLURM_DB_PORT (private MariaDB, 3307), VJEPA_SLURM_PORT_BASE (slurmctld; slurmd = +1,
 # slurmdbd = +2; default 6817).
 set -euo pipefail
@@ -95,7 +95,7 @@ mysql -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$db_pass'
 
 # --- configuration ------------------------------------------------------------------------------
 ncpu="$(nproc)"
-cpus="${VJEPA_SLURM_CPUS:-$((ncpu > 4 ? ncpu : 4))}"
+cpus="${VJEPA_SLURM_CPUS:-$ncpu}"
 mem_mb=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.85}' /proc/meminfo)
 def_mem=$((mem_mb / cpus))
 
@@ -118,7 +118,8 @@ SlurmdPidFile=$state/run/slurmd.pid
 SlurmctldLogFile=$state/log/slurmctld.log
 SlurmdLogFile=$state/log/slurmd.log
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+# Each task is bound to its own cores (sched_setaffinity; needs no cgroups), as on a real cluster.
+TaskPlugin=task/affinity
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # Without a default each job takes all memory and jobs run one at a time.
@@ -126,7 +127,7 @@ DefMemPerCPU=$def_mem
 SchedulerType=sched/backfill
 # Requeued and dependent jobs start within seconds.
 SchedulerParameters=bf_interval=2,sched_interval=5
-# The node may advertise more CPUs than it has: test jobs are small and mostly idle.
+# VJEPA_SLURM_CPUS may make the node advertise more CPUs than it has.
 SlurmdParameters=config_overrides
 ReturnToService=2
 MpiDefault=none
@@ -169,9 +170,12 @@ umask 022
 if ((conf_changed)) && pid_alive "$state/run/slurmctld.pid"; then
   log "slurm.conf changed: restarting slurmctld and slurmd"
   for d in slurmd slurmctld; do
-    pid_alive "$state/run/$d.pid" && kill "$(cat "$state/run/$d.pid")"
+    if pid_alive "$state/run/$d.pid"; then
+      kill "$(cat "$state/run/$d.pid")"
+      # slurmctld saves its state before it exits: starting too early finds it still alive
+      wait_for 60 "the old $d to exit" bash -c "! kill -0 $(cat "$state/run/$d.pid")"
+    fi
   done
-  sleep 1
 fi
 if ! pid_alive "$state/run/slurmdbd.pid"; then
   log "starting slurmdbd"

@@ -229,8 +229,9 @@ def test_a_refused_sbatch_mid_dag_cancels_what_the_run_submitted(slurm_project):
     out = vx(root, env, "run", SPEC_FILE, "executor=slurm", bad, "--detach", check=False)
     assert out.returncode == 2, out.stdout + out.stderr
     message = out.stderr.strip()
-    match = re.search(r"cancelled the (\d+) jobs this run had submitted \(([\d, ]+)\)", message)
-    assert "sbatch refused probe-" in message and match, message
+    match = re.search(r"cancelled the (\d+) jobs this run had submitted \(([\d_, ]+)\)", message)
+    assert message.startswith("error: sbatch refused probe-") and match, message
+    assert len(message.splitlines()) == 1, message
     ids = match[2].split(", ")
     assert int(match[1]) == len(ids) >= 3
     deadline = time.time() + 30
@@ -295,3 +296,60 @@ def test_status_shows_a_requeued_jobs_restarts_and_log(slurm_project):
         time.sleep(2)
     assert re.search(rf"running\S*: {data}; log: ", out), out  # the running stage's log tail
     vx(root, env, "cancel", SPEC_FILE)
+
+
+def squeue_rows() -> dict[str, tuple[str, str]]:
+    """``job id -> (state, reason)`` of every job SLURM lists, array elements one per line."""
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i|%T|%r"], capture_output=True, text=True, check=True
+    ).stdout
+    return {i: (s, r) for i, s, r in (ln.split("|") for ln in out.splitlines())}
+
+
+def test_arrays_run_per_element_and_a_cancelled_pending_element_ends_the_run(slurm_project):
+    """The four pretrains (two targets x two seeds, all waiting for the data stage) go out as one
+    array, one element at a time (array_parallelism=1). Cancelling the last pending element, which
+    SLURM 22.05 then drops from squeue and sacct, cancels that stage and what depends on it; the
+    attached run ends, and every other stage is done."""
+    root, env = slurm_project
+    run = subprocess.Popen(
+        [str(P.BIN / "vjepa-exp"), "run", SPEC_FILE, "executor=slurm", "seeds=[0,1]", "-k"]
+        + ["executor.resources.pretrain.array_parallelism=1"],
+        cwd=root,
+        env={**env, "FAKE_SLEEP_PRETRAIN": "8"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 90
+        while True:
+            ids = {n: st["handle"]["job_id"] for n, st in states(root).items() if "handle" in st}
+            pretrains = sorted(ids[n] for n in ids if n.startswith("pretrain-"))
+            rows = squeue_rows()
+            if len(pretrains) == 4 and rows.get(pretrains[0], ("",))[0] == "RUNNING":
+                break
+            assert run.poll() is None, run.communicate()[0]
+            assert time.time() < deadline, (ids, rows)
+            time.sleep(0.5)
+        base = {p.split("_")[0] for p in pretrains}
+        assert len(base) == 1 and [p.split("_")[1] for p in pretrains] == ["0", "1", "2", "3"]
+        assert all(rows[p] == ("PENDING", "JobArrayTaskLimit") for p in pretrains[1:]), rows
+        subprocess.run(["scancel", pretrains[3]], check=True)
+        out, _ = run.communicate(timeout=240)
+    finally:
+        run.kill()
+    assert run.returncode != 0, out
+    st = states(root)
+    gone = next(n for n in st if st[n]["handle"]["job_id"] == pretrains[3])
+    assert st[gone]["state"] == "cancelled", st[gone]
+    assert re.search(rf"cancelled \(SLURM has no record[^)]*\): {gone}", out), out
+    # What waits for it never runs on a missing input: the runner cancels it, or, when SLURM
+    # started it first (22.05 treats a dropped afterok job as done), the stage refuses to start.
+    encoder = "_".join(gone.split("-")[1:-1])  # vit_micro_multiblock_small_pixel_s1
+    stopped = {n for n in st if encoder in n or n.startswith("report-")}
+    assert len(stopped) == 4, stopped  # its two extracts, its probe and the report
+    for name in stopped:
+        why = f"{st[name]['state']}: {st[name].get('log_tail', '')}"
+        assert why.startswith("cancelled") or "has not finished (no metrics.json)" in why, why
+    assert all(st[n]["state"] == "done" for n in set(st) - stopped - {gone}), st

@@ -191,11 +191,19 @@ class Runner:
         self.executor.check([self._job(s) for s in self.todo])
         submitted: list[JobHandle] = []
         try:
-            for stage in self.todo:
-                after = [self.handles[i.name] for i in stage.inputs if i.name in self.handles]
-                status.log_path(self.root, stage.name).unlink(missing_ok=True)
-                submitted.append(self.executor.submit(self._job(stage), after))
-                self._track(submitted[-1])
+            for batch in self._batches():
+                first = batch[0]
+                after = [self.handles[i.name] for i in first.inputs if i.name in self.handles]
+                for stage in batch:
+                    status.log_path(self.root, stage.name).unlink(missing_ok=True)
+                jobs = [self._job(s) for s in batch]
+                if len(batch) == 1:
+                    handles = [self.executor.submit(jobs[0], after)]
+                else:
+                    handles = self.executor.submit_array(jobs, after)
+                for handle in handles:
+                    submitted.append(handle)
+                    self._track(handle)
         except UserError as exc:
             if not submitted:
                 raise
@@ -212,6 +220,19 @@ class Runner:
             raise UserError(
                 f"{exc}; cancelled the {len(submitted)} jobs this run had submitted ({ids})"
             ) from None
+
+    def _batches(self) -> list[list[Stage]]:
+        """The planned stages in submission order; on an executor with job arrays, the stages of
+        one kind that wait for the same stages of this run go together (one array: they become
+        ready at the same moment and ask for the same resources)."""
+        if not self.executor.arrays:
+            return [[s] for s in self.todo]
+        planned = {s.name for s in self.todo}
+        groups: dict[tuple[str, tuple[str, ...]], list[Stage]] = {}
+        for stage in self.todo:
+            waits_for = tuple(sorted(i.name for i in stage.inputs if i.name in planned))
+            groups.setdefault((stage.kind, waits_for), []).append(stage)
+        return list(groups.values())  # dicts keep the order of each group's first stage
 
     def retry_failed(self, in_flight: dict[str, JobHandle]) -> None:
         """SLURM: resubmit the failed/cancelled stages of ``todo``; follow those still in flight."""
@@ -293,6 +314,11 @@ class Runner:
             self.view.event(
                 name, "cancelled" + (f" ({reason})" if reason != "cancelled" else ""), None
             )
+            # SLURM runs a job whose afterok input it has dropped (a pending array element that
+            # was cancelled): stop the stages that wait for this one ourselves
+            for other in descendants(self.compiled.stages, {name}) - {name}:
+                if other in self.handles and self.states[other] == JobState.PENDING:
+                    self.executor.cancel(self.handles[other])
 
     def interrupt(self) -> None:
         """Ctrl-C or SIGTERM: stop every job, remove half outputs, record the states."""
@@ -429,6 +455,10 @@ def exec_stage(root: Path, name: str) -> dict[str, Any]:
         isinstance(o, dict) and any(v.get("persist") for v in o.values())
         for o in entry.get("outs", [])
     )
+    for dep in entry.get("deps", []):  # a stage never starts on an input that did not finish
+        if dep.startswith("runs/") and dep.count("/") == 2:
+            if not (root / dep / "metrics.json").is_file():
+                raise UserError(f"stage {name}: its input {dep} has not finished (no metrics.json)")
     out = root / out_dir(name)
     if out.exists() and (not persist or (out / "metrics.json").exists()):
         shutil.rmtree(out)  # unfinished, or finished by an older run of changed code

@@ -77,6 +77,7 @@ class Executor(ABC):
     """Runs stage jobs. Dependencies are ``afterok``: a job whose dependency fails is cancelled."""
 
     name: str = "base"
+    arrays: bool = False  # True when submit_array makes one job array (the runner then batches)
 
     def check(self, jobs: Sequence[StageJob]) -> None:
         """Raise a ``UserError`` if one of ``jobs`` could never run here (before any submission)."""

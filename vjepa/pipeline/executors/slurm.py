@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import getpass
+import io
 import os
 import re
 import subprocess
@@ -277,7 +278,9 @@ def query_jobs(job_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
     if not wanted:
         return {}
     found: dict[str, tuple[str, str, str]] = {}
-    for line in _slurm(["squeue", "-h", "-r", "-u", _user(), "-o", "%i|%T|%M|%r"]).splitlines():
+    # -t all: squeue also lists jobs that ended in the last MinJobAge seconds (sacct may lag)
+    squeue = ["squeue", "-h", "-r", "-t", "all", "-u", _user(), "-o", "%i|%T|%M|%r"]
+    for line in _slurm(squeue).splitlines():
         jid, state, elapsed, reason = (line.split("|") + ["", "", ""])[:4]
         if jid in wanted:
             found[jid] = (state, elapsed, "" if reason == "None" else reason)
@@ -479,7 +482,8 @@ class SlurmExecutor:
                 params[f"slurm_{key}"] = getattr(res, key)
         additional = dict(res.additional)
         if after:
-            additional["dependency"] = "afterok:" + ":".join(sorted({h.base_id for h in after}))
+            # an array element's own id (123_4): a stage waits for its input, not the whole array
+            additional["dependency"] = "afterok:" + ":".join(sorted({h.job_id for h in after}))
             additional["kill-on-invalid-dep"] = "yes"
         if additional:
             params["slurm_additional_parameters"] = additional
@@ -531,21 +535,27 @@ class SlurmExecutor:
                 }
         try:
             calls = [self._callable(j) for j in jobs]
-            if array:
-                with ex.batch():
-                    sjobs = [ex.submit(fn, *a, **kw) for fn, a, kw in calls]
-            else:
-                fn, a, kw = calls[0]
-                sjobs = [ex.submit(fn, *a, **kw)]
+            # submitit also prints a refused sbatch's stderr: the error below is its one line
+            with contextlib.redirect_stderr(io.StringIO()):
+                sjobs = self._sbatch(ex, calls, array)
         except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as exc:
             self._forget(names)
-            raise SlurmError(f"sbatch refused {', '.join(names)}: {one_line(str(exc))}") from None
+            what = names[0] + (f" (and the {len(names) - 1} other stages of its array)" * array)
+            raise SlurmError(f"sbatch refused {what}: {one_line(str(exc))}") from None
         # Any other exit (KeyboardInterrupt, a crash) keeps the 'submitting' marks for reconcile().
         handles = [SlurmHandle(n, sj.job_id) for n, sj in zip(names, sjobs, strict=True)]
         with self.journal.locked() as data:  # 2. the ids
             for h in handles:
                 data["jobs"][h.name].update(job_id=h.job_id, status="submitted")
         return handles
+
+    @staticmethod
+    def _sbatch(ex: Any, calls: list[tuple[Callable[..., Any], tuple, dict]], array: bool) -> list:
+        if not array:
+            fn, a, kw = calls[0]
+            return [ex.submit(fn, *a, **kw)]
+        with ex.batch():
+            return [ex.submit(fn, *a, **kw) for fn, a, kw in calls]
 
     def _forget(self, names: Iterable[str]) -> None:
         with self.journal.locked() as data:

@@ -36,8 +36,20 @@ _POLL_EVERY_S = 2.0
 
 
 def job_status(info: tuple[str, str, str] | None) -> JobStatus:
-    """A JobStatus from ``query_jobs``' (SLURM state, elapsed, reason); unknown reads as pending."""
-    slurm_state, elapsed, reason = info or ("UNKNOWN", "", "")
+    """A JobStatus from ``query_jobs``' (SLURM state, elapsed, reason).
+
+    A job that neither squeue (which lists finished jobs for a few minutes) nor sacct knows was
+    cancelled while pending: SLURM 22.05 keeps no record of such an array element. Reading it as
+    pending would leave the run waiting for a job that no longer exists.
+    """
+    if info is None:
+        return JobStatus(
+            JobState.CANCELLED,
+            ended=time.time(),
+            reason="SLURM has no record of the job: it was cancelled while pending",
+            native="GONE",
+        )
+    slurm_state, elapsed, reason = info
     state = _STATES.get(slurm.STATE_MAP.get(slurm_state, ""), JobState.PENDING)
     seconds = slurm.elapsed_seconds(elapsed) if state != JobState.PENDING else None
     now = time.time()
@@ -53,12 +65,13 @@ class SlurmAdapter(Executor):
     """Stage jobs as sbatch jobs (afterok chains); detachable, re-attachable from the journal."""
 
     name = "slurm"
+    arrays = True
 
     def __init__(self, config: Mapping[str, Any], root: Path, spec: str) -> None:
         self.spec = spec
         self._folder = str(config.get("folder") or slurm.SlurmConfig.folder)
         self._ex = slurm.SlurmExecutor(config, spec, root)
-        self._info: dict[str, tuple[str, str, str]] = {}
+        self._info: dict[str, tuple[str, str, str] | None] = {}
         self._polled = 0.0
 
     @classmethod
@@ -100,6 +113,16 @@ class SlurmAdapter(Executor):
         native = self._ex.submit(self._native_job(job), [self._native(a) for a in after])
         return self._handle(job, native)
 
+    def submit_array(
+        self, jobs: Sequence[StageJob], after: Sequence[JobHandle] = ()
+    ) -> list[JobHandle]:
+        """One SLURM job array (``array_parallelism`` elements at a time); each element is a
+        stage of its own, polled, cancelled and requeued by its ``<array>_<index>`` id."""
+        natives = self._ex.submit_array(
+            [self._native_job(j) for j in jobs], [self._native(a) for a in after]
+        )
+        return [self._handle(j, n) for j, n in zip(jobs, natives, strict=True)]
+
     def retry_failed(
         self, jobs: Sequence[StageJob], deps: Mapping[str, Sequence[str]]
     ) -> list[JobHandle]:
@@ -110,7 +133,9 @@ class SlurmAdapter(Executor):
 
     def refresh(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
         """One squeue/sacct round for all ``handles``: ``stage -> status``."""
-        self._info.update(slurm.query_jobs(h.job_id for h in handles))
+        found = slurm.query_jobs(h.job_id for h in handles)
+        for h in handles:  # a job SLURM stopped listing must not keep its last state
+            self._info[h.job_id] = found.get(h.job_id)
         self._polled = time.monotonic()
         return {h.stage: job_status(self._info.get(h.job_id)) for h in handles}
 
