@@ -151,9 +151,8 @@ def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
     assert json.loads(dvc(root, env, "status", "--json").strip().splitlines()[-1]) == {}
     assert "Running stage" not in dvc(root, env, "repro")
 
-    started = time.time()
-    again = vx(root, env, "run", "experiments/tiny.yaml")
-    assert "nothing to do" in again.stdout and time.time() - started < 20
+    again = vx(root, env, "run", "experiments/tiny.yaml")  # its speed: bench/noop.py
+    assert "nothing to do" in again.stdout and not ran(again.stdout)
     assert "would run 0 of 13" in dry_run(root, env)[0]
 
     # stages new to dvc.yaml are listed as new, the rest asked of DVC

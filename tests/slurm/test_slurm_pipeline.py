@@ -126,9 +126,8 @@ def test_attached_run_matches_local_and_is_committed(slurm_folder, slurm_project
 def test_detached_failure_shows_log_and_retry_reruns_only_it(slurm_project) -> None:
     root, env = slurm_project
     failing = {"FAKE_FAIL": '"target": "pixel"', "FAKE_FAIL_KIND": "pretrain"}
-    started = time.time()
     out = vx(root, env, "run", SPEC_FILE, "executor=slurm", "--detach", extra=failing)
-    assert "submitted 13 stages to SLURM" in out.stdout and time.time() - started < 60
+    assert "submitted 13 stages to SLURM" in out.stdout
     first = {name: st["handle"]["job_id"] for name, st in states(root).items()}
 
     seen = follow(root, env)

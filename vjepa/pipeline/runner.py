@@ -236,16 +236,11 @@ class Runner:
 
     def retry_failed(self, in_flight: dict[str, JobHandle]) -> None:
         """SLURM: resubmit the failed/cancelled stages of ``todo``; follow those still in flight."""
-        retry = getattr(self.executor, "retry_failed", None)
-        if retry is None:
-            raise UserError(
-                "--retry-failed: needs executor=slurm (a local run just reruns what is stale)"
-            )
         todo = [s for s in self.todo if s.name not in in_flight]
         for stage in todo:
             status.log_path(self.root, stage.name).unlink(missing_ok=True)
         deps = {s.name: [i.name for i in s.inputs] for s in self.todo}
-        for handle in retry([self._job(s) for s in todo], deps):
+        for handle in self.executor.retry_failed([self._job(s) for s in todo], deps):
             self._track(handle)
         for name, handle in in_flight.items():
             self.handles[name], self.states[name] = handle, JobState.PENDING
@@ -322,12 +317,7 @@ class Runner:
 
     def interrupt(self) -> None:
         """Ctrl-C or SIGTERM: stop every job, remove half outputs, record the states."""
-        cancel_all = getattr(self.executor, "cancel_all", None)
-        if cancel_all is not None:
-            cancel_all()
-        else:
-            for handle in self.handles.values():
-                self.executor.cancel(handle)
+        self.executor.cancel_all(list(self.handles.values()))
         for name, state in self.states.items():
             if not state.finished:
                 remove_half_output(self.root, name, self.compiled.graph.stages[name].persist)

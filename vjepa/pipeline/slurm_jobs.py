@@ -1,11 +1,12 @@
-"""Bodies of SLURM jobs (submitit callables): a checkpointable stage runner and a sweep worker.
+"""The body of every SLURM job: a stage command (``vjepa-exp exec <stage>``) that saves and
+requeues on preemption.
 
 Preemption and timeouts reach a job as SIGUSR2 (``--signal=USR2@<delay>`` or
-``scancel --signal=USR2``). submitit's handler calls ``checkpoint()``, requeues the job with
-``scontrol requeue`` and exits. The pretrain stage goes one step further: it catches the signal
-itself (``vjepa.utils.signals.stop_on_signals``), lets every rank agree on a step, saves
-``ckpt/latest.pt`` and raises ``PretrainInterrupted``; :class:`StageRunner` then hands over to
-submitit's handler, so the requeued run resumes from exactly that step.
+``scancel --signal=USR2``). submitit's handler would requeue at once (``scontrol requeue``) and
+the requeue would kill the stage while it saves. :class:`CheckpointableCommand` forwards the
+signal to the stage instead: pretraining and streamed probes catch it
+(``vjepa.utils.signals.stop_on_signals``), save their resume state and exit; only then is the job
+requeued through submitit, so the requeued run resumes from exactly that step.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import submitit
@@ -43,45 +44,6 @@ def requeue_now(handler: Any) -> None:
         handler(REQUEUE_SIGNAL, None)  # rank 0 does not come back (sys.exit)
     time.sleep(60)  # other ranks: the requeue kills the whole job step
     sys.exit(-1)
-
-
-class StageRunner(submitit.helpers.Checkpointable):
-    """Run ``vjepa.stages.run_stage(kind, config, out, uid)`` as a requeueable SLURM job.
-
-    ``checkpoint()`` (inherited) resubmits the same call: stages resume from their own state
-    (``out/ckpt/latest.pt`` for pretraining), so nothing else needs to be carried over.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        config: Mapping[str, Any],
-        out: str,
-        uid: str | None = None,
-        fn: Callable[..., Any] | None = None,
-    ) -> None:
-        self.kind, self.config, self.out, self.uid = kind, dict(config), str(out), uid
-        self.fn = fn  # tests substitute a small stage body with the same contract
-
-    def __call__(self) -> Any:
-        from vjepa.errors import StageInterrupted
-
-        submitit_handler = signal.getsignal(REQUEUE_SIGNAL)
-        try:
-            return self._run()
-        except StageInterrupted:
-            # The stage saved its resume state. A cancelled job stays cancelled; a preempted or
-            # timed-out one is requeued through submitit (which also counts timeouts).
-            if job_still_running():
-                requeue_now(submitit_handler)
-            raise
-
-    def _run(self) -> Any:
-        if self.fn is not None:
-            return self.fn(self.kind, self.config, self.out, self.uid)
-        from vjepa.stages import run_stage
-
-        return run_stage(self.kind, self.config, self.out, self.uid)
 
 
 class CheckpointableCommand(submitit.helpers.Checkpointable):
@@ -141,74 +103,3 @@ class CheckpointableCommand(submitit.helpers.Checkpointable):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-
-
-class WorkerStopped(Exception):
-    """SLURM is ending this worker (scancel / time limit): fail its trial now, not after a timeout."""
-
-
-def _raise_stopped(signum: int, _frame: Any) -> None:
-    raise WorkerStopped(f"worker received {signal.Signals(signum).name}")
-
-
-class SweepWorker(submitit.helpers.Checkpointable):
-    """One worker of a sweep job array: ``vjepa.eval.sweep.run_worker`` on a shared study.
-
-    Workers share the study through a journal file on the shared filesystem or an RDB URL; the
-    global trial cap and stale-trial reaping live in ``run_worker``. SIGTERM (scancel, the end of
-    the time limit) is turned into an exception inside the running trial, so the trial is marked
-    FAIL at once instead of staying RUNNING until another worker reaps it. On preemption (USR2)
-    the worker is requeued and rejoins the study.
-    """
-
-    def __init__(
-        self, config: Mapping[str, Any], study_dir: str, fn: Callable[..., Any] | None = None
-    ) -> None:
-        self.config, self.study_dir, self.fn = dict(config), str(study_dir), fn
-
-    def __call__(self) -> Any:
-        previous = signal.signal(signal.SIGTERM, _raise_stopped)
-        env = submitit.JobEnvironment()
-        index = int(os.environ.get("SLURM_ARRAY_TASK_ID", env.global_rank))
-        try:
-            if self.fn is not None:
-                return self.fn(self.config, self.study_dir, index)
-            if self.config.get("stream") is not None:
-                from vjepa.eval.stream_sweep import run_stream_worker
-
-                return run_stream_worker(self.config, self.study_dir, index)
-            from vjepa.eval.sweep import run_worker
-
-            return run_worker(self.config, self.study_dir, index)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def sweep_jobs(name: str, config: Mapping[str, Any], study_dir: str, workers: int) -> list[Any]:
-    """StageJobs for a sweep array; creates the study first, in the submitting process.
-
-    Why first: N workers that start together on a fresh database all try to create Optuna's
-    schema and study at once, and all but one fail on PostgreSQL's unique constraints.
-    """
-    from vjepa.eval.sweep import load_study, without_eval
-    from vjepa.pipeline.executors.slurm import StageJob
-
-    config = without_eval(config)  # the study name the workers derive from what they may see
-    load_study(config, study_dir)
-    kind = "stream" if config.get("stream") is not None else "probe"
-    return [
-        StageJob(f"{name}-w{i}", kind, fn=SweepWorker(config, study_dir)) for i in range(workers)
-    ]
-
-
-def distributed_env() -> dict[str, Any]:
-    """Rank layout of this task as submitit/SLURM see it (what torch.distributed will use)."""
-    env = submitit.JobEnvironment()
-    return {
-        "rank": env.global_rank,
-        "world_size": env.num_tasks,
-        "local_rank": env.local_rank,
-        "node": env.node,
-        "num_nodes": env.num_nodes,
-        "master": env.hostnames[0],
-    }

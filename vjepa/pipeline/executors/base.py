@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,22 @@ class Executor(ABC):
     @abstractmethod
     def cancel(self, handle: JobHandle) -> None:
         """Stop the job (pending: never starts; running: terminated)."""
+
+    def cancel_all(self, handles: Sequence[JobHandle]) -> None:
+        """Stop every one of ``handles`` (Ctrl-C, SIGTERM of the runner)."""
+        for handle in handles:
+            self.cancel(handle)
+
+    def retry_failed(
+        self, jobs: Sequence[StageJob], deps: Mapping[str, Sequence[str]]
+    ) -> list[JobHandle]:
+        """Resubmit those of ``jobs`` whose last attempt failed (an executor that keeps a record
+        of submitted jobs: SLURM); ``deps``: stage -> the stages it waits for."""
+        from vjepa.errors import UserError
+
+        raise UserError(
+            f"--retry-failed: needs executor=slurm (a {self.name} run just reruns what is stale)"
+        )
 
     def log_tail(self, handle: JobHandle, lines: int = 20) -> str:
         """The last ``lines`` lines of the job's log."""

@@ -84,8 +84,9 @@ class LocalExecutor(Executor):
         self._terminate(j)
         j.reason = "cancelled"
 
-    def cancel_all(self) -> None:
-        """Cancel every unfinished job and wait (bounded) until the running ones are gone."""
+    def cancel_all(self, handles: Sequence[JobHandle] = ()) -> None:
+        """Cancel every unfinished job of this executor (not only ``handles``: a job it started
+        is its child) and wait until the running ones are gone."""
         for job_id in self._order:
             self.cancel(JobHandle(self.name, job_id, "", ""))
         while any(j.state == JobState.RUNNING for j in self._jobs.values()):

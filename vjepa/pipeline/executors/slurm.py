@@ -230,22 +230,6 @@ class JobStatus:
     reason: str = ""
 
 
-def stage_job(
-    name: str,
-    kind: str,
-    config: Mapping[str, Any],
-    out: str | os.PathLike[str],
-    uid: str | None = None,
-    **resources: Any,
-) -> StageJob:
-    """A StageJob running ``vjepa.stages.run_stage`` in the SLURM job (requeues on preemption)."""
-    from vjepa.pipeline.slurm_jobs import StageRunner
-
-    return StageJob(
-        name=name, kind=kind, fn=StageRunner(kind, dict(config), str(out), uid), resources=resources
-    )
-
-
 # ----------------------------------------------------------------------------- SLURM commands
 def _slurm(args: Sequence[str], timeout: float = 30) -> str:
     """Run a SLURM client command; failures become one-line SlurmErrors."""
