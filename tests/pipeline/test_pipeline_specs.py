@@ -317,6 +317,20 @@ BAD: list[tuple[str | None, list[str], str]] = [
         "data.source: file not found: data/none.csv",
     ),
     (GOOD + "data: {source: data/x.csv}\n", [], "data: set one of data.synth"),
+    # file kinds (the files are made by the test: FILE_KINDS)
+    (
+        GOOD.replace("{encoder: random}", "{encoder: official, path: ckpt}"),
+        [],
+        "baselines.random_init.path: ckpt is a directory",
+    ),
+    (
+        GOOD.replace("{encoder: random}", "{encoder: official, path: ckpt/notes.txt}"),
+        [],
+        "baselines.random_init.path: ckpt/notes.txt is not a torch checkpoint",
+    ),
+    (GOOD + "data: {synth: null, source: data/x.txt}\n", [], "x.txt: not a .csv file"),
+    (GOOD + "data: {synth: null, source: data/empty.csv}\n", [], "empty.csv: no rows"),
+    (GOOD + "data: {synth: null, source: data/tree}\n", [], "tree: no video or image files"),
     (GOOD + "probe: {heads: [{lr: 0}]}\n", [], "probe.heads[0].lr: expected a number > 0"),
     (GOOD, ["probe.heads={lr:[0.1],wd:[0.0]}"], "probe.heads.wd: unknown key 'wd'"),
     (GOOD.replace("name: tiny", "name: My Exp"), [], "name: expected a name of lower-case letters"),
@@ -361,10 +375,17 @@ BAD: list[tuple[str | None, list[str], str]] = [
 ]
 
 
+FILE_KINDS = {"ckpt/notes.txt": "not torch", "data/x.txt": "a 0\n", "data/empty.csv": ""}
+FILE_KINDS["data/tree/cls/readme.txt"] = "a class folder without videos"
+
+
 @pytest.mark.parametrize("text, overrides, message", BAD, ids=[m[:40] for _, _, m in BAD])
 def test_malformed_specs_get_their_message_and_write_nothing(
     project: Path, text, overrides, message
 ) -> None:
+    for name, content in FILE_KINDS.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(content)
     good = write(project, "tiny", GOOD)
     compile_and_publish(project, good)
     before = [(project / f).read_bytes() for f in ("dvc.yaml", "params.yaml")]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from vjepa.errors import SpecError
-from vjepa.pipeline.executors.slurm import parse_slurm_config
+from vjepa.pipeline.executors.slurm.config import parse_slurm_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "vjepa" / "conf" / "executor" / "slurm_paper.yaml"
@@ -80,7 +80,7 @@ def test_executor_settings_are_checked_at_compile_time(tmp_path, override, fragm
 
 
 def test_partition_limits_are_read_from_scontrol_lines():
-    from vjepa.pipeline.executors.slurm_limits import misfit, parse_partitions
+    from vjepa.pipeline.executors.slurm.limits import misfit, parse_partitions
 
     partitions = (
         "PartitionName=debug AllowGroups=ALL Default=YES MaxNodes=UNLIMITED MaxTime=UNLIMITED "

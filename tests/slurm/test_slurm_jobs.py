@@ -8,12 +8,19 @@ import sys
 import time
 from pathlib import Path
 
-import cloudpickle
+from vjepa.pipeline.executors.base import JobHandle, StageJob
+from vjepa.pipeline.executors.slurm import SlurmExecutor
 
-from vjepa.pipeline.executors.slurm import SlurmExecutor, StageJob
-
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
 SMALL = {"resources": {"default": {"cpus_per_task": 1, "mem_gb": 0.5, "time": 5}}}
+
+
+def wait_done(ex: SlurmExecutor, handle: JobHandle, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = ex.refresh([handle])[handle.stage].state
+        if state.finished or time.monotonic() > deadline:
+            return state.value
+        time.sleep(1)
 
 
 def toy_pretrain(kind: str, config: dict, out: str, uid: str | None) -> dict:
@@ -63,44 +70,50 @@ print(json.dumps(toy_pretrain("pretrain", {{"steps": 40, "sleep": 0.2}}, {out!r}
 
 
 def test_usr2_on_a_command_stage_requeues_and_resumes(slurm_folder):
-    ex = SlurmExecutor({**SMALL, "folder": str(slurm_folder)}, spec="cmd", root=slurm_folder)
+    ex = SlurmExecutor({**SMALL, "folder": str(slurm_folder)}, slurm_folder, "cmd")
     out = slurm_folder / "run"
     out.mkdir()
     script = TOY_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out))
-    h = ex.submit(StageJob("pretrain", "pretrain", command=[sys.executable, "-c", script]))
+    log = slurm_folder / "pretrain.log"
+    cmd = (sys.executable, "-c", script)
+    h = ex.submit(StageJob("pretrain", "pretrain", cmd, str(slurm_folder), str(log)))
     deadline = time.monotonic() + 60
     while progress(out) < 5:
         assert time.monotonic() < deadline, ex.log_tail(h)
         time.sleep(0.2)
     subprocess.run(["scancel", "--signal=USR2", h.job_id], check=True)
-    assert ex.wait([h], timeout_s=120, interval_s=1) == {"pretrain": "done"}, ex.log_tail(h, 40)
+    assert wait_done(ex, h, 120) == "done", ex.log_tail(h, 40)
     starts = [int(s) for s in (out / "starts.txt").read_text().split()]
     assert len(starts) == 2 and starts[1] >= 5
-    stdout = ex.log_paths(h)[0].read_text().splitlines()
-    assert json.loads([ln for ln in stdout if ln.startswith("{")][-1]) == expected(40)
+    printed = [ln for ln in log.read_text().splitlines() if ln.startswith("{")]
+    assert json.loads(printed[-1]) == expected(40)
 
 
-def ddp_sum() -> dict:
-    """Each rank contributes rank + 1 through a gloo all_reduce."""
-    import torch
-    import torch.distributed as dist
+DDP_SCRIPT = """
+import json
+import torch
+import torch.distributed as dist
+from vjepa.train.distributed import init, shutdown
 
-    from vjepa.train.distributed import init, shutdown
-
-    denv = init("cpu")
-    value = torch.tensor([float(denv.rank + 1)])
-    dist.all_reduce(value)
-    shutdown(denv)
-    return {"rank": denv.rank, "world": denv.world_size, "sum": value.item()}
+denv = init("cpu")
+value = torch.tensor([float(denv.rank + 1)])
+dist.all_reduce(value)
+shutdown(denv)
+result = {"rank": denv.rank, "world": denv.world_size, "sum": value.item()}
+open(f"rank{denv.rank}.json", "w").write(json.dumps(result))  # both tasks share one log
+"""
 
 
 def test_two_task_gloo_job(slurm_folder):
+    """Each of two tasks contributes rank + 1 through a gloo all_reduce."""
     res = {
         "resources": {"default": {"cpus_per_task": 1, "mem_gb": 2, "time": 5, "tasks_per_node": 2}}
     }
-    ex = SlurmExecutor({**res, "folder": str(slurm_folder)}, spec="ddp", root=slurm_folder)
-    h = ex.submit(StageJob("ddp", "pretrain", fn=ddp_sum))
-    assert ex.wait([h], timeout_s=120, interval_s=1) == {"ddp": "done"}, ex.log_tail(h, 40)
-    results = ex.result(h, tasks=2)
+    ex = SlurmExecutor({**res, "folder": str(slurm_folder)}, slurm_folder, "ddp")
+    log = slurm_folder / "ddp.log"
+    cmd = (sys.executable, "-c", DDP_SCRIPT)
+    h = ex.submit(StageJob("ddp", "pretrain", cmd, str(slurm_folder), str(log)))
+    assert wait_done(ex, h, 120) == "done", ex.log_tail(h, 40)
+    results = [json.loads(p.read_text()) for p in sorted(slurm_folder.glob("rank*.json"))]
     assert sorted(r["rank"] for r in results) == [0, 1]
     assert all(r["world"] == 2 and r["sum"] == 3.0 for r in results)

@@ -174,7 +174,7 @@ def test_detach_needs_slurm(slurm_project) -> None:
     "text, seconds", [("00:07", 7), ("01:02:03", 3723), ("1-00:00:01", 86401), ("", None)]
 )
 def test_elapsed_seconds(text: str, seconds: int | None) -> None:
-    from vjepa.pipeline.executors.slurm import elapsed_seconds
+    from vjepa.pipeline.executors.slurm.commands import elapsed_seconds
 
     assert elapsed_seconds(text) == seconds
 

@@ -20,7 +20,7 @@ from vjepa.pipeline.compiler import Compiled
 from vjepa.pipeline.executors.base import JobHandle, JobState, JobStatus
 
 if TYPE_CHECKING:
-    from vjepa.pipeline.executors.slurm_adapter import SlurmAdapter
+    from vjepa.pipeline.executors.slurm import SlurmExecutor
 
 LOG_LINES = 20
 
@@ -37,14 +37,14 @@ def unfollowed(root: Path, names: Iterable[str]) -> dict[str, JobHandle]:
 
 def _adapters(
     root: Path, handles: dict[str, JobHandle]
-) -> list[tuple[SlurmAdapter, list[JobHandle]]]:
+) -> list[tuple[SlurmExecutor, list[JobHandle]]]:
     """One adapter per (spec, job folder) the handles were submitted with."""
-    from vjepa.pipeline.executors.slurm_adapter import SlurmAdapter
+    from vjepa.pipeline.executors.slurm import SlurmExecutor
 
     groups: dict[tuple[str, str], list[JobHandle]] = {}
     for h in handles.values():
         groups.setdefault((h.extra.get("spec", ""), h.extra.get("folder", "")), []).append(h)
-    return [(SlurmAdapter.reattach(root, hs[0]), hs) for hs in groups.values()]
+    return [(SlurmExecutor.reattach(root, hs[0]), hs) for hs in groups.values()]
 
 
 def sync(root: Path, compiled: Compiled) -> list[str]:
@@ -67,7 +67,7 @@ def sync(root: Path, compiled: Compiled) -> list[str]:
 
 
 def _record(
-    root: Path, compiled: Compiled, adapter: SlurmAdapter, h: JobHandle, st: JobStatus
+    root: Path, compiled: Compiled, adapter: SlurmExecutor, h: JobHandle, st: JobStatus
 ) -> bool:
     """Write one job's state; True when it finished well and must be committed."""
     name = h.stage

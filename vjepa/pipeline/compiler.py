@@ -17,6 +17,7 @@ from vjepa.errors import DataError
 from vjepa.eval.modes import HEAD_KEYS
 from vjepa.pipeline import schema
 from vjepa.pipeline.compose import Composer
+from vjepa.pipeline.datasets import CACHE as DATASET_CACHE
 from vjepa.pipeline.datasets import Dataset, check, missing_sources, resolve, split_clips
 from vjepa.pipeline.evalplan import (
     DTYPE_BYTES,
@@ -29,6 +30,7 @@ from vjepa.pipeline.evalplan import (
 from vjepa.pipeline.graph import Graph, Stage, slug
 from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import Spec, Value, load_spec
+from vjepa.utils.io import is_torch_file
 from vjepa.utils.units import parse_size
 
 NAME_MAX = 255  # bytes of one file name (ext4, XFS, Lustre, GPFS)
@@ -123,9 +125,13 @@ class _Builder:
         self.checked: set[str] = set()  # datasets whose sources were read already
         self.choices: dict[tuple[str, str, str], EvalChoice] = {}  # (task, model, mode)
 
-    def _path(self, key: str, value: str, hint: str = "") -> None:
-        """A file the stages will read must exist (a warning when checks are deferred)."""
+    def _path(self, key: str, value: str, hint: str = "", checkpoint: bool = False) -> None:
+        """A file the stages will read must exist (a warning when checks are deferred); a
+        ``checkpoint`` must be a file that ``torch.load`` can read."""
         path = Path(value) if Path(value).is_absolute() else self.root / value
+        if path.exists() and checkpoint and not is_torch_file(path):
+            what = "a directory" if path.is_dir() else "not a torch checkpoint (torch.save file)"
+            raise self.spec.error(key, f"{value} is {what}")
         if path.exists():
             return
         if self.check_paths:
@@ -144,6 +150,14 @@ class _Builder:
         config = {key: data[key] for key in ("synth", "source", "workers")}
         if data["source"] is not None:
             self._path("data.source", data["source"])
+            path = self.root / data["source"]
+            if self.check_paths and path.exists():  # a CSV of `path label` lines or a class tree
+                from vjepa.data.sources import inspect_source
+
+                try:
+                    inspect_source(path, cache_dir=self.root / DATASET_CACHE)
+                except DataError as exc:
+                    raise self.spec.error("data.source", str(exc)) from None
             return self.graph.add(Stage("data", slug(Path(data["source"]).stem), config))
         if data["synth"] is not None:
             return self.graph.add(Stage("data", "synth", config))
@@ -280,7 +294,7 @@ class _Builder:
                     (),
                 )
             else:
-                self._path(f"baselines.{name}.path", baseline["path"])
+                self._path(f"baselines.{name}.path", baseline["path"], checkpoint=True)
                 encoder = _Encoder(
                     {
                         "source": "official",

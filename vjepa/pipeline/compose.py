@@ -13,7 +13,7 @@ from typing import Any
 from vjepa.eval.sweep import range_problem
 from vjepa.models.sizes import PRESETS
 from vjepa.pipeline import schema
-from vjepa.pipeline.executors.slurm import RESOURCE_KEYS as _RESOURCE_KEYS
+from vjepa.pipeline.executors.slurm.config import RESOURCE_KEYS as _RESOURCE_KEYS
 from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import CONF_DIR, GROUPS, Spec, Value
 from vjepa.utils.units import parse_size
@@ -119,7 +119,7 @@ def check_executor(executor: dict[str, Any]) -> None:
     if executor["kind"] != "slurm":
         return
     from vjepa.errors import SpecError
-    from vjepa.pipeline.executors.slurm import parse_slurm_config
+    from vjepa.pipeline.executors.slurm.config import parse_slurm_config
 
     try:
         parse_slurm_config(executor)

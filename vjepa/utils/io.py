@@ -80,6 +80,21 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.load(fh)
 
 
+# What ``torch.save`` files start with: a zip archive (the format since torch 1.6) or a pickle
+# (the legacy format: protocol 2+ opcode). Read without torch, so the compiler stays light.
+TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def is_torch_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a regular file that starts like a ``torch.save`` checkpoint."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except (IsADirectoryError, PermissionError, FileNotFoundError):
+        return False
+    return any(head.startswith(magic) for magic in TORCH_FILE_MAGIC)
+
+
 def git_revision(cwd: str | os.PathLike[str] | None = None) -> str | None:
     """The current git commit of ``cwd`` (None outside a repository)."""
     try:

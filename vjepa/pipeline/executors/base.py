@@ -157,9 +157,9 @@ def make_executor(
 
         return LocalExecutor(jobs=jobs or int(config.get("jobs", 1)))
     if kind == "slurm":
-        from vjepa.pipeline.executors.slurm_adapter import SlurmAdapter
+        from vjepa.pipeline.executors.slurm import SlurmExecutor
 
-        return SlurmAdapter(config, root, spec)
+        return SlurmExecutor(config, root, spec)
     from vjepa.errors import UserError
 
     raise UserError(f"executor.kind: unknown executor {kind!r} (expected local or slurm)")
