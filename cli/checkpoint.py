@@ -1,27 +1,38 @@
-"""`vjepa-exp checkpoint ...` commands: convert between the official layout and ours, inspect."""
+"""`vjepa-exp checkpoint ...` commands: convert released layouts (V-JEPA, V-JEPA 2, V-JEPA 2.1)
+into ours and back, inspect. Keys a layout ignores are named in the output (docs/checkpoints.md)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.errors import friendly
 
+if TYPE_CHECKING:
+    from vjepa.models.checkpoint import Checkpoint
+
 app = typer.Typer(no_args_is_help=True)
 
-SRC = typer.Argument(..., help="Checkpoint file (official V-JEPA layout or ours).")
+SRC = typer.Argument(..., help="Checkpoint file (V-JEPA, V-JEPA 2 or 2.1 layout, or ours).")
 OUT = typer.Option(..., "--out", "-o", help="File to write.")
+
+
+def _ignored_lines(ckpt: Checkpoint) -> list[str]:
+    """One line per module with keys the file's layout ignores."""
+    return [f"ignored ({ckpt.layout} layout) {m}: {', '.join(k)}" for m, k in ckpt.ignored.items()]
 
 
 @app.command("import")
 @friendly
 def import_(src: Path = SRC, out: Path = OUT) -> None:
-    """Convert an official V-JEPA checkpoint (e.g. vitl16.pth.tar) into our layout."""
-    from vjepa.models.checkpoint import load_checkpoint, save_checkpoint
+    """Convert a released checkpoint (vitl16.pth.tar, vitl.pt, vjepa2_1_*.pt) into our layout."""
+    from vjepa.models.checkpoint import load_checkpoint, save_checkpoint, verify
 
     ckpt = load_checkpoint(src)
+    verify(ckpt, str(src))  # a file that would not load strictly is refused before writing
     scalars = {k: v for k, v in ckpt.extra.items() if isinstance(v, int | float | str)}
     save_checkpoint(
         out,
@@ -33,7 +44,9 @@ def import_(src: Path = SRC, out: Path = OUT) -> None:
         step=ckpt.step,
         **({"imported": scalars} if ckpt.official else {}),
     )
-    typer.echo(f"{out}: {ckpt.model['name']} checkpoint, epoch {ckpt.epoch}")
+    for line in _ignored_lines(ckpt):
+        typer.echo(line)
+    typer.echo(f"{out}: {ckpt.model['name']} checkpoint ({ckpt.layout} layout), epoch {ckpt.epoch}")
 
 
 @app.command("export")
@@ -68,10 +81,15 @@ def show(src: Path = SRC) -> None:
 
     ckpt = load_checkpoint(src)
     console = Console()
-    layout = "official" if ckpt.official else "vjepa-exp"
     model = ", ".join(f"{k}={v}" for k, v in ckpt.model.items())
-    console.print(f"[bold]{src}[/]  layout={layout}  epoch={ckpt.epoch}  step={ckpt.step}")
-    console.print(f"model: {model}")
+    console.print(
+        f"[bold]{src}[/]  layout={ckpt.layout}  preset={ckpt.model['name']}  "
+        f"epoch={ckpt.epoch}  step={ckpt.step}",
+        highlight=False,
+    )
+    console.print(f"model: {model}", highlight=False)
+    for line in _ignored_lines(ckpt):
+        console.print(line, highlight=False, markup=False)
     for name in MODULES:
         state = getattr(ckpt, name)
         if not state:

@@ -71,7 +71,7 @@ def test_stage_configs_have_the_documented_shape(project: Path) -> None:
     by_kind = {}
     for stage in compiled.stages:
         by_kind.setdefault(stage.kind, stage.config)
-    assert set(by_kind["data"]) == {"synth", "source", "workers"}
+    assert set(by_kind["data"]) == {"synth", "source"}  # workers: placement, not params
     assert set(by_kind["pretrain"]) == {"data", "clip", "model", "masking", "pretrain"}
     assert (
         by_kind["pretrain"]["clip"]["crop_size"] == by_kind["pretrain"]["model"]["img_size"] == 32

@@ -34,6 +34,7 @@ from typing import Any
 from vjepa.errors import UserError
 from vjepa.eval.modes import PARAM_TYPES, PRUNERS, SAMPLERS
 from vjepa.utils.keys import reject_unknown
+from vjepa.utils.secrets import mask, resolve
 
 POLL_S = 0.5
 
@@ -129,14 +130,22 @@ def suggest(trial: Any, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
 
 # ----------------------------------------------------------------------------- storage, study
 def open_storage(spec: str | None, study_dir: Path) -> Any:
-    """A journal file in ``study_dir`` (default), a journal file path, or an RDB URL."""
+    """A journal file in ``study_dir`` (default), a journal file path, or an RDB URL; or
+    ``env:NAME``: either of those read from the environment variable NAME now, in the process
+    that opens the study (so a database password is never written to a config, a log or a
+    job file; PostgreSQL also takes it from PGPASSWORD or ~/.pgpass)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+    spec = resolve(spec, "sweep.storage")
     if spec and "://" in spec:
         kwargs = {"connect_args": {"timeout": 60}} if spec.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs)
+        try:
+            return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs)
+        except Exception as exc:  # noqa: BLE001 - driver errors: one line, the password masked
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"sweep.storage: cannot open {mask(spec)}: {mask(first)}") from None
     path = Path(spec) if spec else study_dir / "study.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))

@@ -1,8 +1,10 @@
-"""V-JEPA models: the video ViT encoder, the narrow predictor, and checkpoint I/O.
+"""V-JEPA models: the video ViT encoder (sin-cos or V-JEPA 2's RoPE positions), the narrow
+predictor, the frozen-evaluation probes, and checkpoint I/O.
 
-State-dict names and shapes match the reference implementation, so official checkpoints load
-into these modules unchanged. The names below load on first use, so that the torch-free
-``vjepa.models.sizes`` (read by the pipeline at compile time) imports without torch.
+State-dict names and shapes match the reference implementations (V-JEPA, V-JEPA 2, V-JEPA 2.1),
+so their checkpoints load into these modules unchanged. The names below load on first use, so
+that the torch-free ``vjepa.models.sizes`` (read by the pipeline at compile time) imports without
+torch.
 """
 
 from __future__ import annotations

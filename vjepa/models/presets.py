@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vjepa.models.predictor import Predictor
-from vjepa.models.sizes import MODEL_KEYS, preset
+from vjepa.models.sizes import MODEL_DEFAULTS, MODEL_KEYS, preset
 from vjepa.models.vit import VisionTransformer
 
 
@@ -19,7 +19,8 @@ def build_encoder(
     **overrides: Any,
 ) -> VisionTransformer:
     """A ``name``-sized encoder for ``num_frames`` x ``img_size``^2 clips; ``overrides`` replace
-    preset fields (embed_dim, depth, num_heads, mlp_ratio) or pass ``in_chans``."""
+    preset fields (embed_dim, depth, num_heads, mlp_ratio) or pass ``in_chans``, ``pos``,
+    ``rope_layout`` and ``arch``."""
     arch = {**preset(name).__dict__, **overrides}
     return VisionTransformer(
         num_frames=num_frames,
@@ -40,8 +41,9 @@ def build_predictor(
     num_heads: int | None = None,
     mlp_ratio: float = 4.0,
 ) -> Predictor:
-    """The predictor for ``encoder``: same token grid, heads default to the encoder's heads;
-    its MLP ratio stays 4 for every encoder size (ViT-g's 48/11 included), as in the reference."""
+    """The predictor for ``encoder``: same token grid and positions (sin-cos or RoPE of the same
+    layout), heads default to the encoder's heads; its MLP ratio stays 4 for every encoder size
+    (ViT-g's 48/11 included), as in the reference."""
     return Predictor(
         embed_dim=encoder.embed_dim,
         grid=encoder.grid,
@@ -51,12 +53,15 @@ def build_predictor(
         mlp_ratio=mlp_ratio,
         num_mask_tokens=num_mask_tokens,
         uniform_power=encoder.uniform_power,
+        pos=encoder.pos,
+        rope_layout=encoder.rope_layout,
     )
 
 
 def model_config(encoder: VisionTransformer, predictor: Predictor | None = None) -> dict[str, Any]:
-    """The ``pretrain.model`` dict that rebuilds ``encoder`` (and ``predictor``)."""
-    return {
+    """The ``pretrain.model`` dict that rebuilds ``encoder`` (and ``predictor``); keys at their
+    default (sin-cos positions, the encoder's head count) are left out."""
+    cfg = {
         "name": encoder.preset,
         "num_frames": encoder.num_frames,
         "img_size": encoder.img_size,
@@ -66,6 +71,13 @@ def model_config(encoder: VisionTransformer, predictor: Predictor | None = None)
         "pred_depth": predictor.depth if predictor is not None else 12,
         "pred_embed_dim": predictor.predictor_embed_dim if predictor is not None else 384,
     }
+    extra = {"pos": encoder.pos, "rope_layout": encoder.rope_layout, "arch": encoder.arch}
+    if predictor is not None and predictor.num_heads != encoder.num_heads:
+        extra["pred_num_heads"] = predictor.num_heads
+    if encoder.pos == MODEL_DEFAULTS["pos"]:
+        extra.pop("rope_layout")  # no rotation, no layout
+    cfg.update({k: v for k, v in extra.items() if v != MODEL_DEFAULTS[k] or k == "rope_layout"})
+    return cfg
 
 
 def encoder_kwargs(model_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +86,7 @@ def encoder_kwargs(model_cfg: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown model keys {sorted(unknown)} (expected {', '.join(MODEL_KEYS)})")
     keys = ("name", "num_frames", "img_size", "patch_size", "tubelet_size", "uniform_power")
+    keys += ("pos", "rope_layout", "arch")
     return {k: model_cfg[k] for k in keys if k in model_cfg}
 
 
@@ -88,5 +101,6 @@ def build_from_config(
         depth=model_cfg.get("pred_depth", 12),
         embed_dim=model_cfg.get("pred_embed_dim", 384),
         num_mask_tokens=num_mask_tokens or model_cfg.get("num_mask_tokens", 2),
+        num_heads=model_cfg.get("pred_num_heads"),
     )
     return encoder, predictor

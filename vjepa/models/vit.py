@@ -1,7 +1,15 @@
-"""The V-JEPA encoder: a video ViT over tubelets with fixed sin-cos positions and no [cls] token.
+"""The V-JEPA encoder: a video ViT over tubelets with no [cls] token, in three layouts.
 
-State-dict names follow the reference (``patch_embed.proj``, ``pos_embed``, ``blocks.{i}.*``,
-``norm``), so official checkpoints load with ``strict=True``.
+- ``pos: sincos`` (V-JEPA): a fixed 3-D sin-cos ``pos_embed`` is added to the tokens.
+- ``pos: rope`` (V-JEPA 2): no position table; every attention layer rotates queries and keys
+  by the tokens' grid coordinates (``vjepa.models.rope``, ``tiled`` or ``interleaved`` angles).
+- ``arch: vjepa2_1`` (V-JEPA 2.1, with RoPE): a second tokenizer for images (``patch_embed_img``,
+  one frame deep), a learned image or video embedding added to every token, and four LayerNorms
+  (``norms_block``) on evenly spaced blocks instead of one final ``norm``; the output is the last
+  one's. Height and width positions are rescaled to the 16-row grid it was trained on.
+
+State-dict names follow the reference code of each (``patch_embed.proj``, ``pos_embed``,
+``blocks.{i}.*``, ``norm`` / ``norms_block.{k}``), so their checkpoints load with ``strict=True``.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from torch import nn
 
 from vjepa.models import pos_embed as pe
 from vjepa.models.blocks import LN_EPS, Block, gather_tokens, init_weights, rescale_blocks
+from vjepa.models.rope import Rotary, full_index, grid_coords
+from vjepa.models.sizes import ARCHS, MODEL_DEFAULTS, POS_KINDS, ROPE_LAYOUTS, hierarchical_layers
 
 
 class PatchEmbed3D(nn.Module):
@@ -40,12 +50,25 @@ class PatchEmbed2D(nn.Module):
 Masks = torch.Tensor | list[torch.Tensor] | None
 
 
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    """A ValueError naming ``key`` when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"model.{key}: unknown value {value!r} (expected {', '.join(choices)})")
+
+
+def rope_reference_grid(patch_size: int) -> int:
+    """The patch rows V-JEPA 2.1 rescales height and width positions to: 256 px worth of patches
+    (16 for patch 16, 18 for patch 14)."""
+    return 256 // patch_size
+
+
 class VisionTransformer(nn.Module):
     """Video ViT: x [B, C, T, H, W] -> tokens [B, N, D] (or [B, K, D] for the kept indices).
 
     ``masks`` are token indices to keep, gathered after the positions are added (the context
-    encoder of V-JEPA sees only the context tokens). A list of masks repeats the batch once per
-    mask and concatenates along the batch, as the reference does.
+    encoder of V-JEPA sees only the context tokens); under RoPE the kept tokens rotate by their
+    own indices. A list of masks repeats the batch once per mask and concatenates along the
+    batch, as the reference does.
     """
 
     def __init__(
@@ -61,8 +84,17 @@ class VisionTransformer(nn.Module):
         in_chans: int = 3,
         uniform_power: bool = True,
         preset: str | None = None,
+        pos: str = str(MODEL_DEFAULTS["pos"]),
+        rope_layout: str = str(MODEL_DEFAULTS["rope_layout"]),
+        arch: str = str(MODEL_DEFAULTS["arch"]),
     ) -> None:
         super().__init__()
+        check_choice("pos", pos, POS_KINDS)
+        check_choice("rope_layout", rope_layout, ROPE_LAYOUTS)
+        check_choice("arch", arch, ARCHS)
+        if arch == "vjepa2_1" and (pos != "rope" or num_frames == 1):
+            raise ValueError("model.arch: vjepa2_1 is a video encoder with pos: rope")
+        self.pos, self.rope_layout, self.arch = pos, rope_layout, arch
         self.embed_dim = embed_dim
         self.depth = depth
         self.num_heads = num_heads
@@ -86,22 +118,49 @@ class VisionTransformer(nn.Module):
             self.patch_embed = PatchEmbed2D(patch_size, in_chans, embed_dim)
         self.grid = self.grid_for(num_frames, img_size, img_size)
         self.num_patches = self.grid[0] * self.grid[1] * self.grid[2]
-        self.pos_embed = nn.Parameter(
-            torch.zeros(1, self.num_patches, embed_dim), requires_grad=False
-        )
+        self.pos_embed: nn.Parameter | None = None
+        if pos == "sincos":
+            self.pos_embed = nn.Parameter(
+                torch.zeros(1, self.num_patches, embed_dim), requires_grad=False
+            )
+        if arch == "vjepa2_1":
+            self.patch_embed_img = PatchEmbed3D(patch_size, 1, in_chans, embed_dim)
+            self.img_mod_embed = nn.Parameter(torch.zeros(1, 1, embed_dim))
+            self.video_mod_embed = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
+        if arch == "vjepa2_1":
+            self.levels = hierarchical_layers(depth)
+            self.norms_block = nn.ModuleList(
+                nn.LayerNorm(embed_dim, eps=LN_EPS) for _ in self.levels
+            )
+        else:
+            self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Reference init; the sin-cos table is written in place (it stays a fixed Parameter)."""
-        if self.pos_embed.is_meta:
+        if self.patch_embed.proj.weight.is_meta:
             return
         self.apply(init_weights)
         rescale_blocks(self.blocks)
         with torch.no_grad():
-            table = pe.sincos(self.embed_dim, self.grid, self.uniform_power)
-            self.pos_embed.copy_(table.unsqueeze(0))
+            if self.pos_embed is not None:
+                table = pe.sincos(self.embed_dim, self.grid, self.uniform_power)
+                self.pos_embed.copy_(table.unsqueeze(0))
+            if self.arch == "vjepa2_1":
+                nn.init.trunc_normal_(self.img_mod_embed, std=0.02)
+                nn.init.trunc_normal_(self.video_mod_embed, std=0.02)
+
+    def rotary(self, index: torch.Tensor, grid: tuple[int, int, int]) -> Rotary:
+        """The rotation of tokens at flat ``index`` [B, K] of an input ``grid``."""
+        coords = grid_coords(index, grid)
+        if self.arch == "vjepa2_1":  # h, w rescaled to the 16-row training grid; t unchanged
+            ref = rope_reference_grid(self.patch_size) - 1
+            coords = coords.float()
+            for axis in (1, 2):
+                if grid[axis] > 1:
+                    coords[..., axis] *= ref / (grid[axis] - 1)
+        return Rotary(coords, self.embed_dim // self.num_heads, self.rope_layout)
 
     def grid_for(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """Token grid (T', H', W') of a clip of the given size."""
@@ -117,19 +176,34 @@ class VisionTransformer(nn.Module):
         return pe.resize(self.pos_embed, self.grid, grid)
 
     def forward(self, x: torch.Tensor, masks: Masks = None) -> torch.Tensor:
+        image = False
         if self.is_video:
             if x.ndim != 5:
                 raise ValueError(f"expected a clip [B, C, T, H, W], got shape {tuple(x.shape)}")
-            grid = self.grid_for(*x.shape[2:])
+            image = self.arch == "vjepa2_1" and x.shape[2] == 1
+            grid = (
+                (1, *self.grid_for(1, *x.shape[3:])[1:]) if image else self.grid_for(*x.shape[2:])
+            )
         else:
             if x.ndim == 5:  # a one-frame clip [B, C, 1, H, W]
                 x = x.squeeze(2)
             grid = self.grid_for(1, *x.shape[2:])
-        x = self.patch_embed(x)
-        x = x + self.positions(grid).to(x.dtype)
+        if image:
+            x = self.patch_embed_img(x) + self.img_mod_embed.to(x.dtype)
+        else:
+            x = self.patch_embed(x)
+        if self.pos_embed is not None:
+            x = x + self.positions(grid).to(x.dtype)
+        if self.arch == "vjepa2_1" and not image:
+            x = x + self.video_mod_embed.to(x.dtype)
+        index = full_index(grid, x.device)
         if masks is not None:
             masks = masks if isinstance(masks, list | tuple) else [masks]
             x = torch.cat([gather_tokens(x, m) for m in masks], dim=0)
+            index = torch.cat(list(masks), dim=0)
+        rope = self.rotary(index, grid) if self.pos == "rope" else None
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
+        if self.arch == "vjepa2_1":
+            return self.norms_block[-1](x)
         return self.norm(x)

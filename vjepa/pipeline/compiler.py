@@ -1,12 +1,15 @@
 """Spec -> stage graph: data -> pretrain -> extract -> probe (or stream) -> report, per variant and seed.
 
 Every stage config here is exactly the params.yaml section its stage receives (the shapes of
-docs/architecture.md); stages dedupe by uid, so variants and specs share what they have in common.
+docs/architecture.md), less its placement (vjepa.pipeline.placement: workers, the sweep storage),
+which stays out of the uid; stages dedupe by uid, so variants and specs share what they have in
+common.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,8 @@ from vjepa.data.synth import TASKS as SYNTH_TASKS
 from vjepa.data.synth import SynthConfig
 from vjepa.errors import DataError
 from vjepa.eval.modes import HEAD_KEYS
-from vjepa.pipeline import schema
-from vjepa.pipeline.compose import Composer
+from vjepa.pipeline import placement, schema
+from vjepa.pipeline.compose import Composer, check_overrides
 from vjepa.pipeline.datasets import CACHE as DATASET_CACHE
 from vjepa.pipeline.datasets import Dataset, check, missing_sources, resolve, split_clips
 from vjepa.pipeline.evalplan import (
@@ -31,6 +34,7 @@ from vjepa.pipeline.graph import Graph, Stage, slug
 from vjepa.pipeline.schema import Invalid
 from vjepa.pipeline.spec import Spec, Value, load_spec
 from vjepa.utils.io import is_torch_file
+from vjepa.utils.secrets import HOW, env_name, find_secret
 from vjepa.utils.units import parse_size
 
 NAME_MAX = 255  # bytes of one file name (ext4, XFS, Lustre, GPFS)
@@ -45,7 +49,8 @@ def _eval_split(wanted: str, splits: dict[str, Any]) -> str:
 
 @dataclass
 class Compiled:
-    """One compiled spec: its stages (shared ones included), the report stage and the executor."""
+    """One compiled spec: its stages (shared ones included), the report stage, the executor and
+    each stage's placement (the settings kept out of its params and uid: vjepa.pipeline.placement)."""
 
     spec: Spec
     graph: Graph
@@ -53,6 +58,7 @@ class Compiled:
     executor: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     evaluation: list[EvalChoice] = field(default_factory=list)  # one per task and model
+    placement: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage name -> placement
 
     @property
     def stages(self) -> list[Stage]:
@@ -74,7 +80,15 @@ def compile_spec(
 ) -> Compiled:
     """Check spec ``path`` (+ overrides) and build its stage graph; nothing is written."""
     root = Path(root or Path.cwd())
+    check_overrides(path, overrides or [], root)  # before anything could echo a credential
     spec = load_spec(path, overrides, root)
+    for axis in spec.axes:
+        if not axis.is_group and placement.is_placement(axis.key):
+            raise spec.error(
+                f"ablate.{axis.key}",
+                "a placement setting cannot be ablated: where or how a stage runs never changes "
+                "its result (docs/specs.md, identity and placement)",
+            )
     builder = _Builder(spec, root, check_paths)
     with Composer() as composer:
         builder.composer = composer
@@ -100,6 +114,11 @@ def compile_spec(
             builder.add_baseline(cfg, name, baseline, {axis.label: name for axis in spec.axes})
     report = builder.add_report()
     for stage in builder.graph.ordered():
+        found = find_secret(stage.config)
+        if found:  # from a spec field that no composed config holds (a baseline's path)
+            raise spec.error(
+                "", f"stage {stage.kind}-{stage.label[:40]}: {found[0]}: holds {found[1]}; {HOW}"
+            )
         name = Path(stage.metrics_file).name  # the longest file name a stage writes
         if len(name.encode()) > NAME_MAX:
             raise spec.error(
@@ -109,7 +128,29 @@ def compile_spec(
                 "names it is made of (variant values, dataset names, baseline file names)",
             )
     evaluation = list(builder.choices.values())
-    return Compiled(spec, builder.graph, report, base["executor"], builder.warnings, evaluation)
+    placements = {n: p for n in builder.graph.stages if (p := builder.placement.get(n))}
+    for name, where in placements.items():
+        var = env_name(where.get("sweep.storage"))
+        if (
+            var
+            and not os.environ.get(var)
+            and builder.graph.stages[name].config["sweep"]["n_trials"]
+        ):
+            warning = (
+                f"{spec.file}: sweep.storage: env:{var}: {var} is not set here; the sweeps "
+                "read it where their stages run (export it there)"
+            )
+            if warning not in builder.warnings:
+                builder.warnings.append(warning)
+    return Compiled(
+        spec,
+        builder.graph,
+        report,
+        base["executor"],
+        builder.warnings,
+        evaluation,
+        placements,
+    )
 
 
 class _Builder:
@@ -124,6 +165,21 @@ class _Builder:
         self.composer: Composer | None = None
         self.checked: set[str] = set()  # datasets whose sources were read already
         self.choices: dict[tuple[str, str, str], EvalChoice] = {}  # (task, model, mode)
+        self.placement: dict[str, dict[str, Any]] = {}  # stage name -> its placement
+
+    def _add(
+        self,
+        kind: str,
+        label: str,
+        config: dict[str, Any],
+        inputs: tuple[Stage, ...] = (),
+        persist: bool = False,
+    ) -> Stage:
+        """Add a stage whose params (and uid) are ``config`` less its placement keys."""
+        identity, where = placement.split(kind, config)
+        stage = self.graph.add(Stage(kind, label, identity, inputs, persist=persist))
+        self.placement.setdefault(stage.name, where)
+        return stage
 
     def _path(self, key: str, value: str, hint: str = "", checkpoint: bool = False) -> None:
         """A file the stages will read must exist (a warning when checks are deferred); a
@@ -158,9 +214,9 @@ class _Builder:
                     inspect_source(path, cache_dir=self.root / DATASET_CACHE)
                 except DataError as exc:
                     raise self.spec.error("data.source", str(exc)) from None
-            return self.graph.add(Stage("data", slug(Path(data["source"]).stem), config))
+            return self._add("data", slug(Path(data["source"]).stem), config)
         if data["synth"] is not None:
-            return self.graph.add(Stage("data", "synth", config))
+            return self._add("data", "synth", config)
         return None
 
     def _datasets(self, cfg: dict[str, Any]) -> dict[str, Dataset]:
@@ -182,7 +238,7 @@ class _Builder:
             self.checked.add(dataset.name)
         config = dataset.stage_config(cfg["data"])
         # persist: a killed index build keeps its journal of probed chunks and resumes from it
-        return self.graph.add(Stage("data", slug(dataset.name), config, persist=True))
+        return self._add("data", slug(dataset.name), config, persist=True)
 
     def _task_data(self, cfg: dict[str, Any]) -> dict[str, tuple[Stage, str, dict[str, Any]]]:
         """task -> (its data stage, its evaluation split, its protocol); checks every task (and
@@ -268,7 +324,7 @@ class _Builder:
             label = slug(
                 cfg["model"]["name"], cfg["masking"]["name"], pre["target"], f"s{pre['seed']}"
             )
-            pretrain = self.graph.add(Stage("pretrain", label, config, data_stages, persist=True))
+            pretrain = self._add("pretrain", label, config, data_stages, persist=True)
             encoder = _Encoder(
                 {
                     "source": "checkpoint",
@@ -374,7 +430,7 @@ class _Builder:
                 # persist: a sweep's study, a streamed probe's resume state survive a kill
                 persist = cfg["sweep"]["n_trials"] > 0 or mode == "stream"
                 kind = "probe" if mode == "store" else "stream"
-                probe = self.graph.add(Stage(kind, label, config, inputs, persist=persist))
+                probe = self._add(kind, label, config, inputs, persist=persist)
                 self.probes.append(
                     {
                         "stage": probe,
@@ -460,4 +516,4 @@ class _Builder:
             )
         )
         config = {"name": self.spec.name, "probes": probes, "report": dict(report)}
-        return self.graph.add(Stage("report", slug(self.spec.name), config, inputs))
+        return self._add("report", slug(self.spec.name), config, inputs)

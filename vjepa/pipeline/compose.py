@@ -10,12 +10,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from vjepa.errors import SpecError
 from vjepa.eval.sweep import range_problem
 from vjepa.models.sizes import PRESETS
 from vjepa.pipeline import schema
 from vjepa.pipeline.executors.slurm.config import RESOURCE_KEYS as _RESOURCE_KEYS
 from vjepa.pipeline.schema import Invalid
-from vjepa.pipeline.spec import CONF_DIR, GROUPS, Spec, Value
+from vjepa.pipeline.spec import CONF_DIR, GROUPS, SCALE, Spec, Value, display_path
+from vjepa.utils import secrets
 from vjepa.utils.units import parse_size
 
 
@@ -73,6 +75,7 @@ class Composer:
             raise spec.error("", f"cannot resolve the config ({_first_line(exc)})") from None
         assert isinstance(resolved, dict)
         resolved = {k: resolved[k] for k in GROUPS}
+        check_secrets(spec, choices, values, resolved, self.conf_dir)
         try:
             schema.CONFIG.check(resolved, "")
             spread_default_resources(resolved["executor"], values)
@@ -80,6 +83,69 @@ class Composer:
         except Invalid as exc:
             raise spec.error(exc.path, exc.message + _origin_note(exc.path, values)) from None
         return resolved
+
+
+def _refusal(what: str, where: str) -> str:
+    """Why a credential is refused, where it came from and how to pass it instead (one line)."""
+    return (
+        f"holds {what} (set by {where}), which would reach tracked and cached files (params.yaml, "
+        f"meta.json, logs, job files); {secrets.HOW}"
+    )
+
+
+def check_overrides(spec_path: str | Path, overrides: list[str], root: Path) -> None:
+    """Refuse a command-line override that carries a credential, before it is parsed (a parse
+    error would echo it) or recorded (.vjepa/runs, the spec registry of params.yaml)."""
+    shown = display_path(Path(spec_path), root)
+    for text in overrides:
+        key, _, value = text.partition("=")
+        key = key.strip()
+        last = key.lstrip("+~").split(".")[-1]
+        secret = value and secrets.secret_key(last) and not secrets.is_reference(value)
+        what = f"a credential (key {last!r})" if secret else secrets.text_problem(value)
+        if what:
+            origin = f"the command line {secrets.mask(text)!r}"
+            raise SpecError(f"{shown}: {key}: {_refusal(what, origin)}")
+
+
+def _origin(path: str, choices: dict[str, str], values: list[Value], conf_dir: Path) -> str:
+    """Where the value at ``path`` came from: an override or axis, the scale, or a group file."""
+    import yaml
+
+    from vjepa.pipeline.spec import flatten
+
+    for value in reversed(values):
+        if path == value.key or path.startswith((value.key + ".", value.key + "[")):
+            return f"the spec's {value.key}" if value.origin == value.key else value.origin
+    scale = choices.get(SCALE)
+    if scale:
+        data = yaml.safe_load((conf_dir / SCALE / f"{scale}.yaml").read_text()) or {}
+        data.pop("defaults", None)
+        for key, _ in flatten("", data) if data else ():
+            key = key.lstrip(".")
+            if path == key or path.startswith(key + ".") or key.startswith(path + "."):
+                return f"config group {SCALE}/{scale}.yaml"
+    group = path.split(".")[0]
+    return f"config group {group}/{choices.get(group, '?')}.yaml"
+
+
+def check_secrets(
+    spec: Spec,
+    choices: dict[str, str],
+    values: list[Value],
+    resolved: dict[str, Any],
+    conf_dir: Path,
+) -> None:
+    """No credential in a composed config (whatever set it: a group file, the scale, the spec,
+    an override or an ablation axis), and ``env:NAME`` references well formed."""
+    found = secrets.find_secret(resolved)
+    if found:
+        path, what = found
+        where = secrets.mask(_origin(path.split("[")[0], choices, values, conf_dir))
+        raise spec.error(path, _refusal(what, where))
+    problem = secrets.env_problem(resolved["sweep"]["storage"])
+    if problem:
+        raise spec.error("sweep.storage", problem)
 
 
 def spread_default_resources(executor: dict[str, Any], values: list[Value]) -> None:
@@ -154,10 +220,9 @@ def check_combinations(cfg: dict[str, Any]) -> None:
     model = cfg["model"]
     _divisible("model.img_size", model["img_size"], "model.patch_size", model["patch_size"])
     _divisible("model.num_frames", model["num_frames"], "model.tubelet_size", model["tubelet_size"])
-    heads = PRESETS[model["name"]].num_heads
-    _divisible(
-        "model.pred_embed_dim", model["pred_embed_dim"], f"the {model['name']} head count", heads
-    )
+    heads = model.get("pred_num_heads") or PRESETS[model["name"]].num_heads
+    heads_of = "model.pred_num_heads" if model.get("pred_num_heads") else f"the {model['name']}"
+    _divisible("model.pred_embed_dim", model["pred_embed_dim"], f"{heads_of} head count", heads)
     clip = cfg["pretrain"]["clip"]
     _divisible(
         "pretrain.clip.crop_size", clip["crop_size"], "model.patch_size", model["patch_size"]

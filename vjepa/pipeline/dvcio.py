@@ -15,6 +15,7 @@ from typing import Any
 from vjepa.errors import SpecError, UserError
 from vjepa.pipeline.code_deps import code_deps
 from vjepa.pipeline.graph import KINDS, Stage, parse_name
+from vjepa.pipeline.placement import is_placement
 from vjepa.utils.io import atomic_write_text
 
 REGISTRY = "vjepa-specs"
@@ -113,9 +114,11 @@ def _stage_order(item: tuple[str, Any]) -> tuple:
 
 
 def registry_entry(spec_file: str, overrides: list[str], stages: Iterable[Stage]) -> dict[str, Any]:
+    """A spec's registry entry; placement overrides (executor=slurm, sweep.storage=...) are left
+    out: where a run happens is its run record's business (.vjepa/runs), not the repository's."""
     return {
         "file": spec_file,
-        "overrides": list(overrides),
+        "overrides": [o for o in overrides if not is_placement(o.partition("=")[0].strip())],
         "stages": sorted(s.name for s in stages),
     }
 

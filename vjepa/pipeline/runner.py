@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from vjepa.errors import UserError
-from vjepa.pipeline import dvcio, status
+from vjepa.pipeline import dvcio, placement, status
 from vjepa.pipeline.compiler import Compiled, compile_spec
 from vjepa.pipeline.executors.base import Executor, JobHandle, JobState, StageJob, make_executor
 from vjepa.pipeline.graph import Stage, descendants, metrics_path, out_dir, parse_name
 from vjepa.pipeline.runs import record_run
 from vjepa.pipeline.status import remove_half_output
+from vjepa.utils.secrets import mask
 
 
 @dataclass
@@ -70,6 +71,7 @@ def publish(root: Path, compiled: list[Compiled], prune: bool = False) -> tuple[
     dvcio.ensure_dvcignore(root)
     changed = dvcio.write_if_changed(root / "params.yaml", params_text)
     changed = dvcio.write_if_changed(root / "dvc.yaml", dvc_text) or changed
+    placement.write(root, {n: p for c in compiled for n, p in c.placement.items()}, pruned)
     return changed, pruned
 
 
@@ -288,6 +290,7 @@ class Runner:
         log_tail = (
             self.executor.log_tail(self.handles[name], 20) if state == JobState.FAILED else ""
         )
+        log_tail = mask(log_tail)  # shown and kept in the job journal: no URL password
         status.write_state(
             self.root,
             name,
@@ -453,6 +456,7 @@ def exec_stage(root: Path, name: str) -> dict[str, Any]:
     if out.exists() and (not persist or (out / "metrics.json").exists()):
         shutil.rmtree(out)  # unfinished, or finished by an older run of changed code
     (root / metrics_path(name)).unlink(missing_ok=True)
-    metrics = run_stage(kind, config, out, uid)
+    # where and how it runs (sweep storage, workers): untracked, not in params.yaml nor the uid
+    metrics = run_stage(kind, config, out, uid, placement=placement.for_stage(root, name))
     atomic_write_json(root / metrics_path(name), metrics)
     return metrics

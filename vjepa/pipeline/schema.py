@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vjepa.eval.modes import FEATURE_MODES, PARAM_TYPES, PRUNERS, SAMPLERS
-from vjepa.models.sizes import PRESETS, PROBE_KINDS
+from vjepa.models.sizes import ARCHS, POS_KINDS, PRESETS, PROBE_KINDS, ROPE_LAYOUTS
+from vjepa.train.config import DTYPES as PRETRAIN_DTYPES
 
 
 class Invalid(Exception):
@@ -392,6 +393,11 @@ CONFIG = Map(
                 "uniform_power": Bool(),
                 "pred_depth": Int(1),
                 "pred_embed_dim": Int(1),
+                # left out: V-JEPA's encoder (vjepa.models.sizes.MODEL_DEFAULTS)
+                "pos": Optional(Str(choices=POS_KINDS)),
+                "rope_layout": Optional(Str(choices=ROPE_LAYOUTS)),
+                "arch": Optional(Str(choices=ARCHS)),
+                "pred_num_heads": Optional(Int(1)),
             }
         ),
         "masking": Map(
@@ -417,7 +423,7 @@ CONFIG = Map(
                 "ema": Pair(_unit),
                 "clip_grad": Optional(_pos),
                 "accumulation_steps": Int(1),
-                "dtype": Str(choices=("float32", "bfloat16", "float16")),
+                "dtype": Str(choices=PRETRAIN_DTYPES),
                 "compile": Bool(),
                 "checkpoint_every": Int(1),
                 "log_every": Int(1),
@@ -486,7 +492,9 @@ CONFIG = Map(
                 "sampler": Str(choices=SAMPLERS),
                 "pruner": Str(choices=PRUNERS),
                 "workers": Int(1),
-                "storage": Optional(Str(hint="a journal file path or a database URL")),
+                "storage": Optional(
+                    Str(hint="a journal file path, a database URL without password, or env:NAME")
+                ),
                 "space": DictOf(SWEEP_PARAM),
                 # streamed features: trials trained together as heads of one pass (None: 16)
                 "heads_per_pass": Optional(Int(1)),

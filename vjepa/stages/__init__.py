@@ -7,6 +7,7 @@ stage's own outputs, so a folder with a ``metrics.json`` is a finished stage.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from vjepa.errors import UserError
 from vjepa.utils.io import atomic_write_json, run_meta
+from vjepa.utils.secrets import HOW, find_secret
 
 # every stage kind, in the order data flows through them (a kind only reads earlier kinds)
 KINDS = ("data", "pretrain", "extract", "probe", "stream", "report")
@@ -35,15 +37,45 @@ def load_stage_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
-def run_stage(kind: str, config: dict[str, Any], out: str | Path, uid: str | None = None) -> dict:
-    """Run stage ``kind`` with ``config`` into folder ``out``; write metrics.json and meta.json."""
+def run_stage(
+    kind: str,
+    config: dict[str, Any],
+    out: str | Path,
+    uid: str | None = None,
+    placement: dict[str, Any] | None = None,
+) -> dict:
+    """Run stage ``kind`` with ``config`` into folder ``out``; write metrics.json and meta.json.
+
+    ``placement``: where and how it runs, ``{dotted config path: value}`` (sweep storage and
+    workers, ...), set into the config it runs with but recorded apart in meta.json: it is not
+    part of what the stage computes. A credential in either is refused before anything is
+    written (credentials come from the environment: ``env:NAME``)."""
     if kind not in KINDS:
         raise UserError(f"unknown stage kind {kind!r} (expected one of {', '.join(KINDS)})")
+    for section, value in (("config", config), ("placement", placement)):
+        found = find_secret(value)
+        if found:
+            raise UserError(f"{kind} stage {section}: {found[0]}: holds {found[1]}; {HOW}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(f"vjepa.stages.{kind}")
     started = time.time()
-    metrics = module.run(config, out)
-    atomic_write_json(out / "meta.json", run_meta(config, uid, started, kind=kind))
+    metrics = module.run(_placed(config, placement or {}), out)
+    meta = run_meta(config, uid, started, kind=kind, placement=placement or {})
+    atomic_write_json(out / "meta.json", meta)
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _placed(config: dict[str, Any], placement: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with each ``placement`` value set at its dotted path (a path whose section the
+    config lacks is skipped: the stage has no such setting)."""
+    out = copy.deepcopy(config)
+    for path, value in placement.items():
+        *parents, leaf = path.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node[leaf] = value
+    return out

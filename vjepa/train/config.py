@@ -23,8 +23,8 @@ PRETRAIN_DEFAULTS: dict[str, Any] = {
     "ema": [0.998, 1.0],
     "clip_grad": 10.0,  # per module (encoder, predictor), after warmup as in the reference
     "accumulation_steps": 1,
-    "dtype": "bfloat16",  # autocast dtype on GPU: bfloat16 | float16 (GradScaler) | float32
-    "compile": False,
+    "dtype": "auto",  # autocast dtype: auto | bfloat16 | float16 (GPU, GradScaler) | float32
+    "compile": False,  # torch.compile (inductor; its cache persists, see vjepa.train.compiling)
     "checkpoint_every": 100,
     "log_every": 10,
     "max_loss": 1.0e4,
@@ -45,7 +45,8 @@ CLIP_DEFAULTS: dict[str, Any] = {
 
 DATA_DEFAULTS: dict[str, Any] = {"index": None, "split": "train", "tasks": None}
 
-DTYPES = ("bfloat16", "float16", "float32")
+# ``auto``: bfloat16 on a GPU and on CPUs with native bfloat16, else float32 (vjepa.train.precision)
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 def _merge(section: str, given: dict | None, defaults: dict[str, Any]) -> dict[str, Any]:

@@ -32,11 +32,13 @@ from torch import nn
 
 from vjepa.errors import TrainingDiverged
 from vjepa.train import distributed as dist_utils
+from vjepa.train.compiling import compiled
 from vjepa.train.config import resolve
 from vjepa.train.ema import ema_update, make_target
 from vjepa.train.logging import JsonlLog, loss_summary, progress_bar
 from vjepa.train.objectives import JEPA, feature_targets, pixel_targets
 from vjepa.train.optim import build_optimizer, set_hyperparams
+from vjepa.train.precision import autocast_dtype
 from vjepa.train.sampling import (
     EpochBatchSampler,
     MixtureBatchSampler,
@@ -46,8 +48,6 @@ from vjepa.train.sampling import (
 )
 from vjepa.train.schedules import Schedules
 from vjepa.train.state import load_state, save_state
-
-AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}
 
 
 def pretrain(
@@ -111,6 +111,7 @@ class Trainer:
             depth=cfg["model"].get("pred_depth", 12),
             embed_dim=cfg["model"].get("pred_embed_dim", 384),
             num_mask_tokens=len(self.mask_gens),
+            num_heads=cfg["model"].get("pred_num_heads"),  # None: the encoder's heads
         )
         self.num_tokens = encoder.num_patches
         self.jepa = JEPA(encoder, predictor, p["target"]).to(self.device)
@@ -119,7 +120,10 @@ class Trainer:
         if self.jepa.pixel_head is not None:
             trainable.append(self.jepa.pixel_head)
         self.optimizer = build_optimizer(trainable, self.sched.lr_at(0), self.sched.wd_at(0))
-        self.autocast_dtype = AUTOCAST[p["dtype"]] if device_type == "cuda" else None
+        # gradient clipping groups, listed once: the encoder, and the predictor (+ pixel head)
+        self._enc_params = list(self.jepa.encoder.parameters())
+        self._head_params = [q for m in trainable[1:] for q in m.parameters()]
+        self.autocast_dtype = autocast_dtype(p["dtype"], device_type)
         self.scaler = torch.amp.GradScaler(
             device_type, enabled=self.autocast_dtype == torch.float16
         )
@@ -131,9 +135,9 @@ class Trainer:
             )
         self.target_forward = self.target_encoder
         if p["compile"]:
-            self.model = torch.compile(self.model)
+            self.model = compiled(self.model)
             if self.target_encoder is not None:
-                self.target_forward = torch.compile(self.target_encoder)
+                self.target_forward = compiled(self.target_encoder)
 
         self.step = 0
         self.last_saved = -1
@@ -326,9 +330,8 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         clip = p["clip_grad"]
         max_norm = float(clip) if clip and s >= self.sched.warmup_steps else math.inf
-        enc_norm = nn.utils.clip_grad_norm_(self.jepa.encoder.parameters(), max_norm)
-        head = [self.jepa.predictor] + ([self.jepa.pixel_head] if self.jepa.pixel_head else [])
-        pred_norm = nn.utils.clip_grad_norm_([q for m in head for q in m.parameters()], max_norm)
+        enc_norm = nn.utils.clip_grad_norm_(self._enc_params, max_norm, foreach=True)
+        pred_norm = nn.utils.clip_grad_norm_(self._head_params, max_norm, foreach=True)
         loss_value = float(dist_utils.all_mean(loss_sum, self.denv).item())
         self._check_finite(loss_value, float(enc_norm), float(pred_norm))
 

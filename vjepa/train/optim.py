@@ -30,9 +30,19 @@ def param_groups(modules: Iterable[nn.Module]) -> list[dict]:
 
 
 def build_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float):
-    """AdamW(betas 0.9/0.999, eps 1e-8) over :func:`param_groups`."""
+    """AdamW(betas 0.9/0.999, eps 1e-8) over :func:`param_groups`.
+
+    ``foreach``: one multi-tensor kernel per operation instead of a Python loop over parameters
+    (PyTorch only picks it by itself on GPUs); bit for bit the same update as the loop. The fused
+    kernel would be faster still but rounds differently.
+    """
     return torch.optim.AdamW(
-        param_groups(modules), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8
+        param_groups(modules),
+        lr=lr,
+        weight_decay=weight_decay,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        foreach=True,
     )
 
 
