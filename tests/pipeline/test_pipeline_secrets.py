@@ -332,3 +332,18 @@ def test_full_run_on_postgres_leaves_the_password_nowhere(tmp_path: Path) -> Non
         assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
     finally:
         optuna.delete_study(study_name=study["study_name"], storage=url)
+
+
+def test_status_masks_a_password_in_a_running_stages_log(tmp_path: Path) -> None:
+    """A stage log may quote a URL (a driver's error message): status shows it masked."""
+    from vjepa.pipeline import status
+    from vjepa.pipeline.graph import Stage
+
+    stage = Stage("probe", "p", {"x": 1})
+    status.write_state(tmp_path, stage.name, state="running", runner_pid=os.getpid(), started=1.0)
+    log = status.log_path(tmp_path, stage.name)
+    log.parent.mkdir(parents=True)
+    log.write_text("connecting to postgresql://alice:s3cret@db.example/optuna\n")
+    (row,) = status.stage_statuses(tmp_path, [stage], stale={stage.name})
+    assert row.state == "running" and "alice:***@db.example" in row.log_tail, row
+    assert "s3cret" not in row.log_tail

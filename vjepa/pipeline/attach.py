@@ -18,6 +18,7 @@ from vjepa.errors import UserError
 from vjepa.pipeline import dvcio, status
 from vjepa.pipeline.compiler import Compiled
 from vjepa.pipeline.executors.base import JobHandle, JobState, JobStatus
+from vjepa.utils.secrets import mask
 
 if TYPE_CHECKING:
     from vjepa.pipeline.executors.slurm import SlurmExecutor
@@ -95,7 +96,7 @@ def _record(
         ended=st.ended or time.time(),
         reason=reason,
         note="",
-        log_tail=adapter.log_tail(h, LOG_LINES) if state == JobState.FAILED else "",
+        log_tail=mask(adapter.log_tail(h, LOG_LINES)) if state == JobState.FAILED else "",
     )
     return False
 

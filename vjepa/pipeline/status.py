@@ -17,6 +17,7 @@ from typing import Any
 from vjepa.pipeline.executors.base import tail
 from vjepa.pipeline.graph import metrics_path, out_dir
 from vjepa.utils.io import atomic_write_json
+from vjepa.utils.secrets import mask
 
 RUNNING_TAIL = 3  # log lines shown under a running stage
 
@@ -120,6 +121,7 @@ def stage_statuses(root: Path, stages: list[Any], stale: set[str]) -> list[Stage
             tail_lines = st.get("log_tail", "")
         elif state == "running":
             tail_lines = tail(log_path(root, stage.name), RUNNING_TAIL)
+        tail_lines = mask(tail_lines)  # a log may quote a URL: never show its password
         rows.append(
             StageStatus(stage.name, stage.kind, state, seconds, _note(st, state), tail_lines)
         )
