@@ -11,13 +11,17 @@ interval) and any oversubscription (each job's threads follow its ``cpus_per_tas
     source .vjepa/slurm-cluster/env.sh
     python bench/slurm_vs_local.py                 # ~2 x 3-5 min on 2 cores
     python bench/slurm_vs_local.py --arms slurm    # one arm
+    python bench/slurm_vs_local.py --keep          # then: cd .vjepa/bench-slurm-vs-local/local
+                                                   #       && python ../../../bench/noop.py
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,12 +65,26 @@ def run_arm(root: Path, extra: list[str]) -> tuple[float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arms", nargs="+", default=["local", "slurm"], choices=["local", "slurm"])
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the clones in .vjepa/bench-slurm-vs-local/ (e.g. for bench/noop.py there)",
+    )
     args = ap.parse_args()
     cpus = os.cpu_count()
     load = os.getloadavg()
     print(f"{cpus} CPUs; load average at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
     results: dict[str, tuple[float, str]] = {}
-    with tempfile.TemporaryDirectory(prefix="slurm-vs-local-", dir=REPO / ".vjepa") as tmp:
+    kept = REPO / ".vjepa" / "bench-slurm-vs-local"
+    if args.keep:
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+    folder = (
+        contextlib.nullcontext(str(kept))
+        if args.keep
+        else tempfile.TemporaryDirectory(prefix="slurm-vs-local-", dir=REPO / ".vjepa")
+    )
+    with folder as tmp:
         for arm in args.arms:
             root = clone(Path(tmp), arm)
             extra = ["executor=slurm"] if arm == "slurm" else []
