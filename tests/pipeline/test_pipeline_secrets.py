@@ -303,7 +303,7 @@ def test_full_run_on_postgres_leaves_the_password_nowhere(tmp_path: Path) -> Non
     out = vx(root, "run", "experiments/secret_run.yaml", "-j", "2", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert password not in out.stdout + out.stderr
-    probe_dir = next((root / "runs" / "probe").iterdir())
+    probe_dir = next(p for p in (root / "runs" / "probe").iterdir() if p.is_dir())
     metrics = json.loads((probe_dir / "metrics.json").read_text())
     study = metrics["study"]
     try:
