@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import socket
 import sys
 import time
@@ -141,11 +142,18 @@ def open_storage(spec: str | None, study_dir: Path) -> Any:
     spec = resolve(spec, "sweep.storage")
     if spec and "://" in spec:
         kwargs = {"connect_args": {"timeout": 60}} if spec.startswith("sqlite") else {}
-        try:
-            return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs)
-        except Exception as exc:  # noqa: BLE001 - driver errors: one line, the password masked
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"sweep.storage: cannot open {mask(spec)}: {mask(first)}") from None
+        # Workers that start together on a fresh database all create Optuna's tables at once;
+        # all but one may fail on the catalogue's unique constraints: try again, then give up.
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs)
+            except Exception as exc:  # noqa: BLE001 - driver errors: one line, password masked
+                if attempt < 2:
+                    time.sleep(0.5 + random.random())
+                    continue
+                text = str(exc).strip()
+                first = text.splitlines()[0] if text else type(exc).__name__
+                raise UserError(f"sweep.storage: cannot open {mask(spec)}: {mask(first)}") from None
     path = Path(spec) if spec else study_dir / "study.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
@@ -469,6 +477,7 @@ def run_sweep(
     cfg = without_eval(config)
     if sweep.workers == 1:
         return (worker or run_worker)(cfg, study_dir, 0)
+    load_study(cfg, study_dir)  # tables and study exist before the workers race to create them
     cfg_path = study_dir / "sweep-config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=True))
     procs = []
