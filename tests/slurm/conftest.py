@@ -66,20 +66,9 @@ def slurm_cluster() -> str:
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """URL of the PostgreSQL test database (VJEPA_TEST_PG_URL or scripts/postgres-up.sh's file)."""
-    url = os.environ.get("VJEPA_TEST_PG_URL")
-    if not url:
-        state = Path(os.environ.get("VJEPA_PG_DIR", REPO / ".vjepa" / "postgres"))
-        path = state / "postgres.url"
-        url = path.read_text().strip() if path.is_file() else None
-    if not url:
-        _missing("no PostgreSQL test server (run scripts/postgres-up.sh)")
-    try:
-        import psycopg2
+    from pg_server import pg_url_or_skip
 
-        psycopg2.connect(url.replace("+psycopg2", ""), connect_timeout=5).close()
-    except Exception as exc:  # noqa: BLE001 - any failure means: not reachable
-        _missing(f"PostgreSQL not reachable: {str(exc).strip()}")
-    return url
+    return pg_url_or_skip()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vjepa.models.sizes import MODEL_KEYS
+
 IDENTITY = "identity"
 PLACEMENT = "placement"
 FILE = Path(".vjepa") / "placement.json"
@@ -38,23 +40,7 @@ CLASSES: dict[str, str] = {
         IDENTITY,
     ),
     "data.workers": PLACEMENT,  # indexing / rendering processes; the index is the same
-    **{
-        f"model.{k}": IDENTITY
-        for k in (
-            "name",
-            "num_frames",
-            "img_size",
-            "patch_size",
-            "tubelet_size",
-            "uniform_power",
-            "pred_depth",
-            "pred_embed_dim",
-            "pos",
-            "rope_layout",
-            "arch",
-            "pred_num_heads",
-        )
-    },
+    **{f"model.{k}": IDENTITY for k in MODEL_KEYS},  # every key builds the encoder
     "masking.name": IDENTITY,
     "masking.generators": IDENTITY,
     **{
