@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from vjepa.pipeline import results, tables
-from vjepa.pipeline.plots import save_plots
+from vjepa.report import results, tables
+from vjepa.report.plots import SUMMARY, save_plots
 from vjepa.stages import report as report_stage
 
 VALUES = {
@@ -115,13 +115,15 @@ def test_report_stage_writes_parquet_table_and_plot(tmp_path: Path, monkeypatch)
     assert m["n_probes"] == 19 and m["n_missing"] == 1 and m["plots"] == ["bars.png"]
     assert pl.read_parquet(out / "results.parquet").height == 19
     assert "| variant |" in (out / "table.md").read_text()
+    assert (out / SUMMARY).read_text().startswith("label,mean,std,n,chance\n")
     df = pl.DataFrame(
         [
             {"variant": "a", "task": "motion", "label_fraction": f, "top1": f / 2, "done": True}
             for f in (0.05, 0.1, 1.0)
         ]
     )
-    assert save_plots(df, "top1", tmp_path / "curve") == ["label_efficiency.png"]
+    pv = results.pivot(df, ["variant", "label_fraction"], ["task"], "top1")
+    assert save_plots(df, pv, tmp_path / "curve", "t") == ["label_efficiency.png"]
     assert (tmp_path / "curve" / "label_efficiency.png").stat().st_size > 1000
 
 

@@ -1,72 +1,74 @@
-"""PNG plots of a tidy results table: label-efficiency curves and per-variant bars."""
+"""A spec's pictures from the platform's side: redrawn from its finished probes on request, and
+declared to DVC so that ``dvc plots show`` draws them from a finished run.
+
+The figures themselves are ``vjepa.report.plots`` (shared with the report stage); this module adds
+what needs the platform: the compiled spec, the tracked metrics copies, the dvc.yaml section.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from vjepa.pipeline.graph import out_dir, parse_name
 
-def _agg(df: Any, keys: list[str], metric: str) -> list[dict[str, Any]]:
-    import polars as pl
+PLOTS_DIR = Path("runs") / "plots"  # untracked: never inside a stage's DVC output
+LOSS_PNG = "loss.png"  # written by every pretrain stage
 
-    done = df.filter(pl.col("done") & pl.col(metric).is_not_null())
-    return (
-        done.group_by(keys)
-        .agg(
-            pl.col(metric).mean().alias("mean"),
-            pl.col(metric).std(ddof=1).fill_null(0.0).alias("std"),
-        )
-        .sort(keys)
-        .to_dicts()
+
+def write_spec_plots(root: Path, compiled: Any) -> list[Path]:
+    """Draw the report PNG of ``compiled`` from the probes finished so far into
+    ``runs/plots/<spec>/`` (a stage's own folder is DVC's: rewriting it would make the stage
+    stale), and list it with the loss PNGs its pretrain stages wrote (those that exist)."""
+    from vjepa.pipeline.results import read_workdir
+    from vjepa.report import plots, results
+
+    config = compiled.report.config
+    df, pv = results.pivot_report(
+        config, read_workdir(root), lambda folder: results.probe_classes(root / folder)
     )
+    out = root / PLOTS_DIR / compiled.report.label
+    written = plots.save_plots(df, pv, out, compiled.spec.name)
+    for stale in {plots.BARS, plots.CURVE} - set(written):  # from an earlier, other layout
+        (out / stale).unlink(missing_ok=True)
+    losses = [
+        root / stage.out / LOSS_PNG
+        for stage in compiled.stages
+        if stage.kind == "pretrain" and (root / stage.out / LOSS_PNG).is_file()
+    ]
+    return [out / name for name in written] + losses
 
 
-def save_plots(df: Any, metric: str, out: Path) -> list[str]:
-    """Write ``label_efficiency.png`` (several label fractions) or ``bars.png``; the file names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if metric not in df.columns or "task" not in df.columns or df.height == 0:
+def _stage_plots(name: str) -> list[Any]:
+    """The top-level dvc.yaml plots of one stage (files inside its output folder)."""
+    try:
+        kind, label, _ = parse_name(name)
+    except ValueError:
         return []
-    tasks = sorted(set(df["task"].to_list()))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
-    curve = "label_fraction" in df.columns and df["label_fraction"].n_unique() > 1
-    for ax, task in zip(axes[0], tasks, strict=True):
-        sub = df.filter(df["task"] == task)
-        if curve:
-            rows = _agg(sub, ["variant", "label_fraction"], metric)
-            for variant in sorted({r["variant"] for r in rows}):
-                pts = [r for r in rows if r["variant"] == variant]
-                ax.errorbar(
-                    [r["label_fraction"] * 100 for r in pts],
-                    [r["mean"] for r in pts],
-                    yerr=[r["std"] for r in pts],
-                    marker="o",
-                    capsize=3,
-                    label=variant,
-                )
-            ax.set_xscale("log")
-            ax.set_xlabel("labelled training data (%)")
-        else:
-            rows = _agg(sub, ["variant"], metric)
-            ax.bar(
-                [r["variant"] for r in rows],
-                [r["mean"] for r in rows],
-                yerr=[r["std"] for r in rows],
-                capsize=3,
-            )
-            ax.tick_params(axis="x", rotation=30)
-        ax.set_title(task)
-        ax.set_ylabel(metric)
-    if curve:
-        axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    name = "label_efficiency.png" if curve else "bars.png"
-    out.mkdir(parents=True, exist_ok=True)
-    from vjepa.utils.io import atomic_save
+    from vjepa.report.plots import SUMMARY
 
-    atomic_save(out / name, lambda p: fig.savefig(p, format="png", dpi=110))
-    plt.close(fig)
-    return [name]
+    folder = out_dir(name)
+    if kind == "pretrain":  # DVC reads no JSONL: the loss curve is the stage's PNG
+        return [f"{folder}/{LOSS_PNG}"]
+    if kind == "report":
+        props = {"template": "bar_horizontal", "x": "mean", "y": "label", "title": label}
+        return [{f"{folder}/{SUMMARY}": props}]
+    return []
+
+
+def _path(entry: Any) -> str:
+    """The file (or id) a dvc.yaml plots entry names."""
+    return entry if isinstance(entry, str) else next(iter(entry), "") if entry else ""
+
+
+def dvc_plots(stages: Iterable[str], existing: list[Any] | None = None) -> list[Any]:
+    """The top-level ``plots:`` of dvc.yaml for the stages named ``stages``.
+
+    DVC refuses a plots file declared inside an output as a second output, so a stage cannot
+    declare its own; a top-level entry may point into any output. Entries of ``existing`` that
+    point outside ``runs/`` (written by hand) are kept first; those of stages no longer present
+    are dropped, so rendering twice gives the same section.
+    """
+    kept = [e for e in existing or [] if not _path(e).startswith("runs/")]
+    return kept + [entry for name in stages for entry in _stage_plots(name)]

@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from vjepa.pipeline.results import Cell, Pivot
+from vjepa.report.results import Cell, Pivot
 
 
 def _num(p: Pivot, x: float) -> str:
