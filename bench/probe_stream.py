@@ -170,15 +170,15 @@ def time_heads(index: Path, args: argparse.Namespace) -> tuple[list[dict], int, 
 
 
 def stream_sweeper():
-    """The streamed sweep (``vjepa.eval.stream_sweep``)."""
-    from vjepa.eval.stream_sweep import run_stream_sweep
+    """The streamed sweep (``vjepa.stages.stream``)."""
+    from vjepa.stages.stream import run_stream_sweep
 
     return run_stream_sweep
 
 
 def time_sweeps(index: Path, work: Path, args: argparse.Namespace, workers: int) -> list[dict]:
     """Part 2: a ``--trials`` sweep on a store (extraction timed) and streamed (two pass sizes)."""
-    from vjepa.eval.sweep import run_sweep
+    from vjepa.stages.sweep_workers import run_sweep
     from vjepa.stages import run_stage
 
     out = []

@@ -16,8 +16,11 @@ import yaml
 from optuna.trial import TrialState
 
 from vjepa.eval.store import write_array_store
-from vjepa.eval.sweep import load_study, run_worker
+from vjepa.eval.sweep import load_study
 from vjepa.stages import run_stage
+from vjepa.stages.sweep_workers import run_sweep, run_worker
+
+SWEEP_CODE = ("vjepa/eval/sweep.py", "vjepa/stages/sweep_workers.py")
 
 torch.set_num_threads(1)
 
@@ -57,7 +60,7 @@ def start_worker(cfg_path: Path, study_dir: Path, index: int) -> subprocess.Pope
         [
             sys.executable,
             "-m",
-            "vjepa.eval.sweep",
+            "vjepa.stages.sweep_workers",
             str(cfg_path),
             str(study_dir),
             "--index",
@@ -145,7 +148,7 @@ def test_probe_stage_with_sweep_never_reads_the_eval_split(tmp_path):
             path = os.fspath(args[0])
             if isinstance(path, str) and path.startswith(eval_root):
                 stack = "".join(traceback.format_stack())
-                opens.append((path, "vjepa/eval/sweep.py" in stack))
+                opens.append((path, any(code in stack for code in SWEEP_CODE)))
 
     sys.addaudithook(hook)
     try:
@@ -178,8 +181,6 @@ def test_probe_stage_with_sweep_never_reads_the_eval_split(tmp_path):
 def test_sweep_worker_config_has_no_eval_path(tmp_path):
     train = make_store(tmp_path / "train")
     cfg = make_config(train, tmp_path / "secret-eval", n_trials=2, workers=2)
-    from vjepa.eval.sweep import run_sweep
-
     summary = run_sweep(cfg, tmp_path / "study")
     assert summary["n_complete"] == 2
     written = (tmp_path / "study" / "sweep-config.yaml").read_text()

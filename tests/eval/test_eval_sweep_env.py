@@ -15,7 +15,8 @@ from pg_server import pg_url_or_skip
 from test_eval_sweep import make_config, make_store, start_worker
 
 from vjepa.errors import UserError
-from vjepa.eval.sweep import load_study, run_worker
+from vjepa.eval.sweep import load_study
+from vjepa.stages.sweep_workers import run_worker
 
 pytestmark = pytest.mark.postgres
 VAR = "VJEPA_OPTUNA_URL"

@@ -13,23 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vjepa.data.vocabulary import PALETTE
+
 if TYPE_CHECKING:
     from vjepa.data.synth import SynthConfig
 
-PALETTE: dict[str, tuple[float, float, float]] = {
-    "red": (0.9, 0.15, 0.1),
-    "green": (0.1, 0.8, 0.2),
-    "blue": (0.15, 0.3, 0.95),
-    "yellow": (0.95, 0.85, 0.1),
-    "magenta": (0.85, 0.1, 0.85),
-    "cyan": (0.1, 0.85, 0.9),
-    "orange": (1.0, 0.55, 0.0),
-    "white": (0.97, 0.97, 0.97),
-    "black": (0.05, 0.05, 0.05),
-}
-
-SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond", "bar")
-TEXTURES = ("solid", "stripes", "checker", "dots")
 
 _DIRECTION_NAMES8 = (
     "right",

@@ -30,11 +30,13 @@ import dataclasses
 import difflib
 import os
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vjepa.data.vocabulary import PALETTE, SHAPES, TEXTURES
 from vjepa.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -115,7 +117,6 @@ class SynthConfig:
 
     def validate(self, where: str = "synth") -> None:
         """Raise DataError naming the first setting that cannot work."""
-        from vjepa.data.render import PALETTE, SHAPES, TEXTURES
 
         def bad(key: str, why: str) -> DataError:
             return DataError(f"{where}.{key}: {why} (got {getattr(self, key)!r})")
@@ -288,9 +289,15 @@ def _plan(cfg: SynthConfig) -> list[tuple[str, int, str]]:
 
 
 def generate(
-    cfg: SynthConfig, out_dir: str | os.PathLike[str], workers: int = 2, progress: bool = True
+    cfg: SynthConfig,
+    out_dir: str | os.PathLike[str],
+    workers: int = 2,
+    progress: bool = True,
+    on_progress: Callable[[int, int, Mapping[str, float]], None] | None = None,
 ) -> SynthSummary:
-    """Render and write the benchmark into ``out_dir`` (see the module docstring for the layout)."""
+    """Render and write the benchmark into ``out_dir`` (see the module docstring for the layout).
+
+    ``progress``: a terminal bar; ``on_progress(items written, total, {})`` after each chunk."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from rich.progress import Progress
@@ -307,16 +314,22 @@ def generate(
     rows: list[dict] = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("synth", total=len(plan))
+
+        def written(items: list) -> None:
+            bar.advance(task, len(items))
+            if on_progress is not None:
+                on_progress(len(rows), len(plan), {})
+
         if workers <= 1:
             for items in chunks:
                 rows += _write_items(cfg.to_dict(), str(out), items)
-                bar.advance(task, len(items))
+                written(items)
         else:
             with ProcessPoolExecutor(workers) as pool:
                 futures = [pool.submit(_write_items, cfg.to_dict(), str(out), c) for c in chunks]
                 for fut, items in zip(futures, chunks, strict=True):
                     rows += fut.result()
-                    bar.advance(task, len(items))
+                    written(items)
 
     table = pa.Table.from_pylist(rows)
     with atomic_path(out / "labels.parquet") as tmp:

@@ -22,8 +22,7 @@ _EXPORTS = {
     "carve_validation": "vjepa.eval.label_fraction",
     "label_fraction_splits": "vjepa.eval.label_fraction",
     "aggregate_splits": "vjepa.eval.label_fraction",
-    "run_worker": "vjepa.eval.sweep",
-    "run_sweep": "vjepa.eval.sweep",
+    "load_study": "vjepa.eval.sweep",
     "study_summary": "vjepa.eval.sweep",
 }
 

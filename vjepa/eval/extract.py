@@ -3,7 +3,8 @@
 The reference protocol re-runs the frozen encoder on every probe epoch and every sweep trial;
 storing the features once turns each later probe epoch into a pass over a memory-mapped array.
 Rows are clips; each row holds ``num_segments x num_views`` encoder outputs (after the final norm),
-optionally mean-pooled over tokens for linear probes.
+optionally mean-pooled over tokens for linear probes. ``on_progress(done, total, figures)`` hears
+the clips stored so far (rows of shards kept from an interrupted call included) after every batch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -34,6 +35,9 @@ from vjepa.utils.keys import reject_unknown
 
 POOLS = ("tokens", "mean")
 SOURCES = ("checkpoint", "official", "random")
+
+# ``on_progress(done, total, figures)``: how far a loop is (the stage writes progress.json)
+OnProgress = Callable[[int, int, Mapping[str, float]], None]
 
 
 @dataclass
@@ -190,6 +194,7 @@ def extract_features(
     shard_mb: float = 256.0,
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    on_progress: OnProgress | None = None,
 ) -> dict[str, Any]:
     """Write the store of ``dataset`` (items: ``video`` [S, V, C, T, H, W], ``skipped``) to ``out``.
 
@@ -237,7 +242,9 @@ def extract_features(
         pin_memory=device.type == "cuda",
     )
     started = time.perf_counter()
-    done, skipped = _run(encoder, loader, writer, sp, todo, dtype, protocol.pool, device, progress)
+    done, skipped = _run(
+        encoder, loader, writer, sp, todo, dtype, protocol.pool, device, progress, on_progress
+    )
     wall = time.perf_counter() - started
     manifest = {
         "format": FORMAT_VERSION,
@@ -274,11 +281,17 @@ def extract_features(
     }
 
 
-def _run(encoder, loader, writer, sp, todo, dtype, pool, device, progress) -> tuple[int, int]:
+def _run(
+    encoder, loader, writer, sp, todo, dtype, pool, device, progress, on_progress
+) -> tuple[int, int]:
     """Encode the rows of the shards in ``todo`` (in order) and write each shard when full."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     total = sum(len(sp.rows(i)) for i in todo)
+    kept = sp.n - total  # rows of shards an interrupted call finished
+    started = time.perf_counter()
+    if on_progress is not None:
+        on_progress(kept, sp.n, {})
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
@@ -288,7 +301,7 @@ def _run(encoder, loader, writer, sp, todo, dtype, pool, device, progress) -> tu
     queue = list(todo)
     buf: list[np.ndarray] = []
     valid: list[np.ndarray] = []
-    filled = skipped_total = 0
+    filled = skipped_total = encoded = 0
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("extract", total=total)
         for batch in loader:
@@ -299,7 +312,11 @@ def _run(encoder, loader, writer, sp, todo, dtype, pool, device, progress) -> tu
             valid.append(~skipped.astype(bool))
             skipped_total += int(skipped.astype(bool).sum())
             filled += len(z)
+            encoded += len(z)
             bar.advance(task, len(z))
+            if on_progress is not None:
+                rate = encoded / max(time.perf_counter() - started, 1e-9)
+                on_progress(kept + encoded, sp.n, {"clips_per_s": rate})
             while queue and filled >= len(sp.rows(queue[0])):
                 n = len(sp.rows(queue[0]))
                 feats, flags = np.concatenate(buf), np.concatenate(valid)

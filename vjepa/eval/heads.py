@@ -18,6 +18,10 @@ the step, the epoch's shuffling state and the batch position, at the end of ever
 ``save_every_s`` seconds and when ``stop`` is set (then it raises ``ProbeInterrupted``); a new
 call with the same settings continues from there and ends with the same heads as an
 uninterrupted run.
+
+Progress: ``on_progress(epochs done, epochs, figures)`` when training starts (at the resumed epoch)
+and after every epoch, with ``best_val`` (the best validation top-1 of any head so far) and
+``loss`` (the last epoch's mean training loss of that head).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,6 +83,8 @@ class HeadsResult:
 
 # ``on_epoch(epoch, val_top1 per head)`` -> indices of heads to stop training (None: keep all)
 EpochHook = Callable[[int, list[float | None]], Iterable[int] | None]
+# ``on_progress(done, total, figures)``: how far training is (the stage writes progress.json)
+OnProgress = Callable[[int, int, Mapping[str, float]], None]
 
 
 def head_params(params: ProbeParams, index: int) -> ProbeParams:
@@ -129,6 +135,7 @@ def train_probe(
     seed: int = 0,
     on_epoch: Callable[[int, float | None, nn.Module], None] | None = None,
     flush_denormals: bool = True,
+    on_progress: OnProgress | None = None,
 ) -> ProbeResult:
     """Train one probe; keep the epoch with the best validation top-1 (the last one without val).
 
@@ -141,6 +148,7 @@ def train_probe(
             "train_heads (a sweep cannot use probe.heads)"
         )
     trainer = _Trainer(train, val, params, num_classes, embed_dim, seed, None)
+    trainer.on_progress = on_progress
     if on_epoch is not None:
         trainer.on_epoch = lambda epoch, vals: on_epoch(epoch, vals[0], trainer.models[0])
     with flushed_denormals() if flush_denormals else contextlib.nullcontext():
@@ -161,12 +169,14 @@ def train_heads(
     checkpoint: str | Path | None = None,
     stop: Any = None,
     save_every_s: float = 600.0,
+    on_progress: OnProgress | None = None,
 ) -> HeadsResult:
     """Train ``params.heads`` (or the single probe of ``params``) on one pass per batch; choose a
     head on the validation rows. ``stop``: anything with ``is_set()`` (a signal flag);
     ``on_batch()`` runs after every training batch (a sweep's heartbeat)."""
     trainer = _Trainer(train, val, params, num_classes, embed_dim, seed, device)
     trainer.on_epoch, trainer.on_batch = on_epoch, on_batch
+    trainer.on_progress = on_progress
     with flushed_denormals():
         return trainer.run(Path(checkpoint) if checkpoint else None, stop, save_every_s)
 
@@ -274,10 +284,12 @@ class _Trainer:
     # -- training ----------------------------------------------------------------------------
     on_epoch: EpochHook | None = None
     on_batch: Callable[[], None] | None = None
+    on_progress: OnProgress | None = None
 
     def run(self, ckpt: Path | None, stop: Any, save_every_s: float) -> HeadsResult:
         resumed = ckpt is not None and self.load(ckpt)
         last_save = time.monotonic()
+        self._report_progress()
         bs = self.params.batch_size
         while self.epoch < self.epochs:
             for m in self.models:
@@ -309,9 +321,22 @@ class _Trainer:
             self.epoch_gen_state = self.gen.get_state()
             self.save(ckpt)
             last_save = time.monotonic()
+            self._report_progress()
             if not any(self.active):
                 break
         return self._result()
+
+    def _report_progress(self) -> None:
+        """Epochs done, the best validation top-1 so far and that head's last epoch loss."""
+        if self.on_progress is None:
+            return
+        figures: dict[str, float] = {}
+        best = choose_head([b[0] for b in self.best])
+        if self.best[best][0] >= 0:
+            figures["best_val"] = self.best[best][0]
+        if self.histories[best]:
+            figures["loss"] = self.histories[best][-1]["loss"]
+        self.on_progress(self.epoch, self.epochs, figures)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if len(y) < 2 and self.params.kind == "linear":

@@ -1,43 +1,42 @@
-"""Optuna sweeps of probe hyper-parameters on stored features, shared by many worker processes.
+"""Optuna sweeps of probe hyper-parameters on stored features: the search and one trial.
 
-What a sweep may see: the training store only. ``run_worker`` drops ``features.eval`` from its
-config before anything else, carves the validation rows from the (fractioned) training labels and
-maximises validation top-1; the evaluation split is opened by the probe stage after the study ends.
+The objective is the validation top-1 of a probe trained on the training rows (the carve-out of
+``vjepa.eval.splits``; maximised). A trial draws its settings from the search space
+(``sweep.space``, Optuna's typed ``suggest`` API) over the base ``probe`` settings, trains one probe
+and is scored by the best validation top-1 over its epochs; the pruner (median or hyperband)
+reads that score after every epoch. The sampler is seeded per worker (TPE with constant liar, so
+workers that ask together are kept apart).
 
-Many workers, one study (a journal file by default, or an RDB URL):
-- Global trial cap. Under a file lock in the study folder, a worker counts finished (COMPLETE,
-  PRUNED) and RUNNING trials and asks for a new one only while their sum is below ``n_trials``;
-  failed trials do not count, so exactly ``n_trials`` trials finish. Workers that find the budget
-  taken wait for the running trials (which may die) instead of leaving.
-- Dead workers. The journal has no heartbeat, so each trial records its owner (host, pid, process
-  start time) and a heartbeat time in its user attributes, refreshed every epoch. A RUNNING trial
-  whose owner process is gone on this host, or whose heartbeat is older than ``stale_after_s``, is
-  failed, and its parameters are enqueued again (``retry_of``) so the budget is still met.
+What a sweep may see: the training store only. ``without_eval`` drops ``features.eval`` from the
+config before anything else; the evaluation split is opened by the probe stage after the study
+ends. The worker processes that share one study (file locks, heartbeats, dead workers, the
+trial budget) are ``vjepa.stages.sweep_workers``.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import random
-import socket
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vjepa.errors import UserError
 from vjepa.eval.modes import PARAM_TYPES, PRUNERS, SAMPLERS
 from vjepa.utils.keys import reject_unknown
 from vjepa.utils.secrets import mask, resolve
 
-POLL_S = 0.5
+# torch, optuna and the probe code load inside the functions that use them: the pipeline reads
+# this module's config checks (``range_problem``, ``SweepConfig``) at compile time, without them
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vjepa.eval.probe_train import FeatureSet, ProbeParams, ProbeResult
+    from vjepa.eval.store import FeatureStore
 
 
 @dataclass
@@ -212,103 +211,6 @@ def load_study(config: Mapping[str, Any], study_dir: str | os.PathLike[str], wor
     )
 
 
-# ----------------------------------------------------------------------------- worker liveness
-def _proc_start_ticks(pid: int) -> str | None:
-    """Start time of ``pid`` from /proc (None if gone or a zombie); guards against pid reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = stat.rsplit(")", 1)[1].split()
-    return None if rest[0] in ("Z", "X") else rest[19]
-
-
-def owner_record() -> dict[str, Any]:
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _proc_start_ticks(pid)}
-
-
-def owner_alive(owner: Mapping[str, Any]) -> bool | None:
-    """True/False for an owner on this host; None when it runs elsewhere (cannot tell)."""
-    if owner.get("host") != socket.gethostname():
-        return None
-    if Path("/proc").is_dir():
-        ticks = _proc_start_ticks(int(owner["pid"]))
-        return ticks is not None and (owner.get("start") in (None, ticks))
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def reap_stale(study: Any, stale_after_s: float) -> list[int]:
-    """Fail RUNNING trials of dead or silent workers and enqueue their parameters again."""
-    import optuna
-    from optuna.trial import TrialState
-
-    reaped = []
-    now = time.time()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.user_attrs.get("owner")
-        beat = t.user_attrs.get("heartbeat") or (
-            t.datetime_start.timestamp() if t.datetime_start else now
-        )
-        alive = owner_alive(owner) if owner else None
-        if alive is False:
-            reason = "worker process died"
-        elif now - beat > stale_after_s:
-            reason = f"no heartbeat for {now - beat:.0f} s"
-        else:
-            continue
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-            study.tell(t.number, state=TrialState.FAIL)
-        except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
-            continue  # finished meanwhile by its owner or another reaper
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-        reaped.append(t.number)
-    return reaped
-
-
-@contextlib.contextmanager
-def study_lock(study_dir: Path) -> Iterator[None]:
-    """Serialise count-then-ask between workers sharing ``study_dir``."""
-    with open(study_dir / ".ask.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def claim_trial(
-    study: Any, study_dir: Path, n_trials: int, stale_after_s: float, wait: bool = True
-) -> Any | None:
-    """A new trial owned by this process, or None when the budget is done. Waits while every
-    remaining trial is running elsewhere (``wait=False``: returns None then)."""
-    from optuna.trial import TrialState
-
-    while True:
-        with study_lock(study_dir):
-            reap_stale(study, stale_after_s)
-            states = [t.state for t in study.get_trials(deepcopy=False)]
-            done = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
-            running = sum(s == TrialState.RUNNING for s in states)
-            if done >= n_trials:
-                return None
-            if done + running < n_trials:
-                trial = study.ask()
-                trial.set_user_attr("owner", owner_record())
-                trial.set_user_attr("heartbeat", time.time())
-                return trial
-        if not wait:
-            return None
-        time.sleep(POLL_S)
-
-
 def study_summary(study: Any, n_trials: int | None = None) -> dict[str, Any]:
     """Counts and the best trial, built from ``study.trials`` (no pandas needed)."""
     from optuna.trial import TrialState
@@ -331,7 +233,7 @@ def study_summary(study: Any, n_trials: int | None = None) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------- the worker
+# ----------------------------------------------------------------------------- what a sweep sees
 def without_eval(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config a sweep is allowed to see: the evaluation store path (or split) removed."""
     cfg = json.loads(json.dumps(config, default=str))
@@ -343,173 +245,81 @@ def without_eval(config: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def worker_settings(
-    config: Mapping[str, Any], worker_index: int | None
-) -> tuple[dict[str, Any], int, SweepConfig, Any]:
-    """What a worker may see (no evaluation split), its index (a SLURM array's task id by
-    default: it seeds the sampler), the sweep and the base probe settings."""
-    from vjepa.eval.probe_train import ProbeParams
+# ----------------------------------------------------------------------------- one trial
+@dataclass
+class SweepRows:
+    """The rows every trial of a sweep on stored features trains on and is scored on."""
 
-    if worker_index is None:
-        worker_index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
-    config = without_eval(config)
-    sweep = SweepConfig.from_config(config.get("sweep"))
-    return config, worker_index, sweep, ProbeParams.from_config(config.get("probe"))
+    store: FeatureStore
+    train: FeatureSet
+    val: FeatureSet
 
 
-def run_worker(
-    config: Mapping[str, Any], study_dir: str | os.PathLike[str], worker_index: int | None = None
-) -> dict[str, Any]:
-    """Run trials of the probe study of ``config`` until the shared budget is met.
-
-    Usable from any process: subprocesses of the probe stage, a SLURM job array (the array index
-    seeds the sampler), or by hand. Returns the study summary as this worker last saw it.
-    """
-    import optuna
-    import torch
-
-    from vjepa.eval.heads import train_probe
-    from vjepa.eval.probe_train import FeatureSet, ProbeParams
+def sweep_rows(config: Mapping[str, Any]) -> SweepRows:
+    """The training and validation rows of a sweep config (whose evaluation split is removed)."""
+    from vjepa.eval.probe_train import FeatureSet
     from vjepa.eval.splits import training_rows
 
-    if config.get("stream") is not None:
-        raise UserError(
-            "a sweep on streamed features runs vjepa.eval.stream_sweep, not this worker"
-        )
-    config, worker_index, sweep, base = worker_settings(config, worker_index)
-    study_dir = Path(study_dir)
-    validate_space(sweep.space, set(base.to_dict()))
     store, train_rows, val_rows = training_rows(config, split="sweep")
     if len(val_rows) == 0:
         raise UserError(
             "val_fraction: a sweep needs validation rows carved from the training labels"
         )
-    train = FeatureSet(store, train_rows, store.labels)
-    val = FeatureSet(store, val_rows, store.labels)
-    study = load_study(config, study_dir, worker_index)
-    seed = int(config.get("seed", 0))
-    while (trial := claim_trial(study, study_dir, sweep.n_trials, sweep.stale_after_s)) is not None:
-        params = ProbeParams(**{**base.to_dict(), **suggest(trial, sweep.space)})
-        if params.kind == "attentive":
-            params.num_heads = params.num_heads or store.num_heads
-            if store.embed_dim % int(params.num_heads):
-                raise UserError(
-                    f"sweep.space.num_heads: {params.num_heads} does not divide "
-                    f"embed_dim {store.embed_dim}"
-                )
+    return SweepRows(
+        store,
+        FeatureSet(store, train_rows, store.labels),
+        FeatureSet(store, val_rows, store.labels),
+    )
 
-        def report(epoch: int, val_top1: float | None, _model: Any, trial: Any = trial) -> None:
-            trial.report(float(val_top1), epoch)
-            trial.set_user_attr("heartbeat", time.time())
-            if trial.should_prune():
-                raise optuna.TrialPruned()
 
-        torch.manual_seed(seed)
-        try:
-            result = train_probe(
-                train,
-                val,
-                params,
-                num_classes=store.num_classes,
-                embed_dim=store.embed_dim,
-                seed=seed,
-                on_epoch=report,
+def trial_params(base: ProbeParams, drawn: Mapping[str, Any], rows: SweepRows) -> ProbeParams:
+    """The probe settings of one trial: ``base`` with the ``drawn`` values."""
+    from vjepa.eval.probe_train import ProbeParams
+
+    params = ProbeParams(**{**base.to_dict(), **drawn})
+    if params.kind == "attentive":
+        params.num_heads = params.num_heads or rows.store.num_heads
+        if rows.store.embed_dim % int(params.num_heads):
+            raise UserError(
+                f"sweep.space.num_heads: {params.num_heads} does not divide "
+                f"embed_dim {rows.store.embed_dim}"
             )
-        except optuna.TrialPruned:
-            finish_trial(study, trial, optuna.trial.TrialState.PRUNED)
-            continue
-        except BaseException:
-            finish_trial(study, trial, optuna.trial.TrialState.FAIL)
-            raise
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        finish_trial(study, trial, optuna.trial.TrialState.COMPLETE, result.val_top1)
-    return study_summary(study, sweep.n_trials)
+    return params
 
 
-def finish_trial(study: Any, trial: Any, state: Any, value: float | None = None) -> None:
-    """Finish a trial; if a reaper already failed it (we looked dead), keep its verdict."""
-    import optuna
-
-    try:
-        study.tell(trial, value if value is not None else None, state=state)
-    except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
-        pass
-
-
-def main(
-    argv: list[str] | None = None,
-    worker: Callable[..., dict[str, Any]] | None = None,
-    prog: str = "python -m vjepa.eval.sweep",
-) -> int:
-    """``python -m vjepa.eval.sweep CONFIG.json STUDY_DIR [--index I]``: one sweep worker."""
-    ap = argparse.ArgumentParser(prog=prog, description=main.__doc__)
-    ap.add_argument("config", type=Path, help="probe stage config (JSON or YAML)")
-    ap.add_argument("study_dir", type=Path)
-    ap.add_argument("--index", type=int, default=None, help="worker index (seeds the sampler)")
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
+def train_trial(
+    rows: SweepRows,
+    params: ProbeParams,
+    seed: int,
+    on_epoch: Callable[[int, float | None, nn.Module], None] | None = None,
+) -> ProbeResult:
+    """Train one trial's probe; its score is ``val_top1``, the best validation top-1 over its
+    epochs. ``on_epoch(epoch, val_top1, model)`` is where a pruner reads (and may stop) it."""
     import torch
-    import yaml
 
-    torch.set_num_threads(args.threads)
-    config = yaml.safe_load(args.config.read_text())
-    summary = (worker or run_worker)(config, args.study_dir, args.index)
-    print(json.dumps(summary, default=str))
-    return 0
+    from vjepa.eval.heads import train_probe
 
-
-def run_sweep(
-    config: Mapping[str, Any],
-    study_dir: str | os.PathLike[str],
-    worker: Callable[..., dict[str, Any]] | None = None,
-    module: str = "vjepa.eval.sweep",
-) -> dict[str, Any]:
-    """Run the study with ``sweep.workers`` workers (1: ``worker`` in this process; more:
-    ``python -m module`` subprocesses, one thread each) and return its summary. A rerun resumes
-    the same study. ``worker`` defaults to ``run_worker`` (stored features)."""
-    import subprocess
-
-    import yaml
-
-    sweep = SweepConfig.from_config(config.get("sweep"))
-    study_dir = Path(study_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    cfg = without_eval(config)
-    if sweep.workers == 1:
-        return (worker or run_worker)(cfg, study_dir, 0)
-    load_study(cfg, study_dir)  # tables and study exist before the workers race to create them
-    cfg_path = study_dir / "sweep-config.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=True))
-    procs = []
-    for i in range(sweep.workers):
-        with open(study_dir / f"worker-{i}.log", "w") as log:  # files: pipes could fill and block
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        module,
-                        str(cfg_path),
-                        str(study_dir),
-                        "--index",
-                        str(i),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    errors = []
-    for i, p in enumerate(procs):
-        if p.wait():
-            lines = (study_dir / f"worker-{i}.log").read_text().strip().splitlines()
-            errors.append(f"worker {i}: {lines[-1] if lines else f'exit {p.returncode}'}")
-    if errors:
-        raise RuntimeError("sweep workers failed: " + "; ".join(errors))
-    return study_summary(load_study(cfg, study_dir), sweep.n_trials)
+    torch.manual_seed(seed)
+    return train_probe(
+        rows.train,
+        rows.val,
+        params,
+        num_classes=rows.store.num_classes,
+        embed_dim=rows.store.embed_dim,
+        seed=seed,
+        on_epoch=on_epoch,
+    )
 
 
-__all__ = ["SweepConfig", "load_study", "reap_stale", "run_sweep", "run_worker", "study_summary"]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = [
+    "SweepConfig",
+    "SweepRows",
+    "load_study",
+    "study_summary",
+    "suggest",
+    "sweep_rows",
+    "train_trial",
+    "trial_params",
+    "validate_space",
+    "without_eval",
+]

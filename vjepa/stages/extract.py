@@ -2,7 +2,8 @@
 
 Encoders: ``checkpoint`` (ours; ``which`` picks target_encoder or encoder), ``official`` (the
 reference layout, ``module.backbone.`` prefixes) or ``random`` (the random-init baseline built
-from ``model`` and ``encoder.seed``). The store goes to ``<out>/features``.
+from ``model`` and ``encoder.seed``). The store goes to ``<out>/features``; ``progress.json``
+counts the clips stored (phase ``extract <split>``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from vjepa.errors import UserError
 from vjepa.eval.extract import Protocol, build_frozen_encoder, eval_clips, extract_features
 from vjepa.utils.keys import reject_unknown
+from vjepa.utils.progress import ProgressWriter
 
 KEYS = (
     "encoder",
@@ -77,5 +79,6 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         shard_mb=float(config.get("shard_mb", 256)),
         meta=meta,
         progress=bool(config.get("progress", True)),
+        on_progress=ProgressWriter(out, f"extract {split}", "clip").update,
     )
     return {**stats, "task": task, "split": split}

@@ -7,6 +7,9 @@ validation rows, and reports every head and the chosen one.
 
 Order matters for honesty: the sweep and model selection see only the validation rows carved from
 the training labels; the evaluation store is opened once, after the probe is final.
+
+``progress.json`` follows the phases: ``sweep`` (trials finished, best validation top-1), then
+``probe`` (epochs, best validation top-1 and loss) for the probe trained or refit.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from vjepa.eval.heads import (
 from vjepa.eval.probe_train import FeatureSet, ProbeParams
 from vjepa.eval.splits import open_split, training_rows
 from vjepa.eval.store import FeatureStore
-from vjepa.eval.sweep import SweepConfig, run_sweep
+from vjepa.eval.sweep import SweepConfig
 from vjepa.utils.io import atomic_save
 from vjepa.utils.keys import reject_unknown
+from vjepa.utils.progress import ProgressWriter
 
 # the keys of a probe config besides where its features come from (shared with ``stream``)
 PROBE_KEYS = (
@@ -73,22 +77,38 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
     if params.heads is not None:
         return _run_heads(config, out, params, store, train_rows, val_rows, seed)
     study = None
+    epochs = ProgressWriter(out, "probe", "epoch").update
     if sweep.n_trials > 0:
-        study = run_sweep(config, out / "study")
+        from vjepa.stages.sweep_workers import run_sweep  # optuna: only a sweep pays its import
+
+        trials = ProgressWriter(out, "sweep", "trial").update
+        study = run_sweep(config, out / "study", on_progress=trials)
         if study["best_params"] is None:
             raise RuntimeError(f"sweep {study['study_name']}: no trial completed")
         params = ProbeParams(**{**params.to_dict(), **study["best_params"]})
         # refit on every fractioned label (train + validation) with the chosen settings
         train = FeatureSet(store, np.union1d(train_rows, val_rows), store.labels)
         result = train_probe(
-            train, None, params, num_classes=store.num_classes, embed_dim=store.embed_dim, seed=seed
+            train,
+            None,
+            params,
+            num_classes=store.num_classes,
+            embed_dim=store.embed_dim,
+            seed=seed,
+            on_progress=epochs,
         )
         val_top1 = study["best_value"]
     else:
         train = FeatureSet(store, train_rows, store.labels)
         val = FeatureSet(store, val_rows, store.labels) if len(val_rows) else None
         result = train_probe(
-            train, val, params, num_classes=store.num_classes, embed_dim=store.embed_dim, seed=seed
+            train,
+            val,
+            params,
+            num_classes=store.num_classes,
+            embed_dim=store.embed_dim,
+            seed=seed,
+            on_progress=epochs,
         )
         val_top1 = result.val_top1
 
@@ -150,7 +170,8 @@ def _run_heads(
     train = FeatureSet(store, train_rows, store.labels)
     val = FeatureSet(store, val_rows, store.labels) if len(val_rows) else None
     dims = {"num_classes": store.num_classes, "embed_dim": store.embed_dim}
-    res = train_heads(train, val, params, seed=seed, **dims)
+    epochs = ProgressWriter(out, "probe", "epoch").update
+    res = train_heads(train, val, params, seed=seed, on_progress=epochs, **dims)
 
     def test() -> Rows:
         evals = open_split(config, "eval")  # first and only read of the evaluation split

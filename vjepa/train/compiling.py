@@ -14,7 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+import torch._inductor.config as inductor_config
 from torch import nn
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 DEFAULT_CACHE = Path(".vjepa") / "cache" / "inductor"
@@ -26,8 +29,6 @@ def compile_cache_dir() -> Path:
     Inductor writes its own default into the variable once it has looked it up (importing the
     optimizer already does), so that value counts as unset.
     """
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
     given = os.environ.get(CACHE_ENV)
     if not given or Path(given) == Path(default_cache_dir()):
         os.environ[CACHE_ENV] = str(DEFAULT_CACHE.resolve())
@@ -36,9 +37,6 @@ def compile_cache_dir() -> Path:
 
 def compiled(module: nn.Module) -> nn.Module:
     """``torch.compile(module)`` with the persistent cache switched on."""
-    import torch
-    import torch._inductor.config as inductor_config
-
     compile_cache_dir()
     inductor_config.fx_graph_cache = True
     if hasattr(inductor_config, "autograd_cache"):  # torch >= 2.5; older versions have none

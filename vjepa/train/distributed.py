@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vjepa.errors import UserError
+
 PORT_BASE, PORT_SPAN = 20000, 20000
 
 
@@ -69,8 +71,6 @@ def init(device_type: str) -> DistEnv:
     denv = read_env()
     if denv.enabled and not dist.is_initialized():
         if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
-            from vjepa.errors import UserError
-
             raise UserError(
                 f"distributed run of {denv.world_size} processes: set MASTER_ADDR and MASTER_PORT "
                 "(torchrun and SLURM set them)"

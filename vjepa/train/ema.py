@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -25,8 +27,6 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 
 def make_target(online: nn.Module) -> nn.Module:
     """A frozen deep copy of ``online`` to serve as the EMA target."""
-    import copy
-
     target = copy.deepcopy(online)
     for p in target.parameters():
         p.requires_grad_(False)

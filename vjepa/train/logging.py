@@ -7,6 +7,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 
 class JsonlLog:
     """Appends one JSON record per step; on resume drops records past the resumed step.
@@ -68,15 +77,6 @@ def loss_summary(losses: list[float]) -> dict[str, float]:
 
 def progress_bar(total: int, completed: int, enabled: bool):
     """A rich progress bar (disabled on ranks > 0 or when asked)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     progress = Progress(
         TextColumn("[bold]pretrain"),
         BarColumn(),

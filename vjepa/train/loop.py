@@ -14,6 +14,9 @@ Outputs in ``out``: ``log.jsonl`` (one record per step), ``ckpt/latest.pt`` (res
 ``checkpoint_every`` steps and at the end), ``checkpoint.pt`` (final weights, our layout).
 Restarting with the same config and ``out`` resumes from ``ckpt/latest.pt`` and reproduces an
 uninterrupted run exactly (see :mod:`vjepa.train.sampling` and :mod:`vjepa.train.state`).
+
+``on_progress(step, total_steps, figures)`` is called on rank 0 when the run starts (at the resumed
+step) and after every step, with the step's loss, learning rate and clips per second.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from vjepa.errors import TrainingDiverged
+from vjepa.data.clips import ClipDataset, collate
+from vjepa.data.index import read_index
+from vjepa.data.transforms import TrainTransform
+from vjepa.errors import CheckpointError, DataError, TrainingDiverged
+from vjepa.masks import build_mask_generators
+from vjepa.masks import preset as masking_preset
+from vjepa.models.checkpoint import save_checkpoint
+from vjepa.models.presets import build_from_config, model_config
 from vjepa.train import distributed as dist_utils
 from vjepa.train.compiling import compiled
 from vjepa.train.config import resolve
@@ -47,7 +58,10 @@ from vjepa.train.sampling import (
     sample_masks,
 )
 from vjepa.train.schedules import Schedules
-from vjepa.train.state import load_state, save_state
+from vjepa.train.state import load_state, save_state, set_rng_states
+
+# ``on_progress(done, total, figures)``: how far the run is (the stage writes progress.json)
+OnProgress = Callable[[int, int, Mapping[str, float]], None]
 
 
 def pretrain(
@@ -55,11 +69,13 @@ def pretrain(
     out: str | Path,
     *,
     stop: threading.Event | None = None,
+    on_progress: OnProgress | None = None,
 ) -> dict[str, Any]:
     """Pretrain (or resume) into ``out``; return the run's metrics.
 
     ``stop``: when set (from a signal handler or another thread), the run saves its resume state
-    at the next step boundary and returns ``{"interrupted": True, ...}``.
+    at the next step boundary and returns ``{"interrupted": True, ...}``. ``on_progress``: see
+    the module docstring (called on rank 0 only).
     """
     cfg = resolve(config)
     p = cfg["pretrain"]
@@ -67,7 +83,7 @@ def pretrain(
     denv = dist_utils.init(device_type)
     try:
         trainer = Trainer(cfg, Path(out), denv, device_type)
-        return trainer.run(stop)
+        return trainer.run(stop, on_progress if denv.is_main else None)
     finally:
         dist_utils.shutdown(denv)
 
@@ -84,13 +100,16 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _generator_count(masking: Mapping[str, Any]) -> int:
+    """How many mask generators ``masking`` lists (the predictor learns one mask token each)."""
+    generators = masking.get("generators")
+    return len(generators or masking_preset(masking.get("name", "multiblock"))["generators"])
+
+
 class Trainer:
     """Holds the models, optimizer, data and bookkeeping of one pretraining run."""
 
     def __init__(self, cfg: dict[str, Any], out: Path, denv: dist_utils.DistEnv, device_type: str):
-        from vjepa.masks import build_mask_generators
-        from vjepa.models.presets import build_encoder, build_predictor, encoder_kwargs
-
         self.cfg, self.out, self.denv = cfg, out, denv
         self.p = p = cfg["pretrain"]
         self.device = torch.device(device_type, denv.local_rank if device_type == "cuda" else None)
@@ -98,21 +117,17 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         _seed_all(int(p["seed"]))  # same init on every rank
 
+        self.seed = int(p["seed"])
         self.ipe = int(p["iterations_per_epoch"])
         self.accum = int(p["accumulation_steps"])
         self.total_steps = int(p["epochs"]) * self.ipe
         self.sched = Schedules.from_config(p)
 
-        # Models; the number of mask generators decides the predictor's mask tokens.
-        encoder = build_encoder(**encoder_kwargs(cfg["model"]))
-        self.mask_gens = build_mask_generators(cfg["masking"], encoder.grid)
-        predictor = build_predictor(
-            encoder,
-            depth=cfg["model"].get("pred_depth", 12),
-            embed_dim=cfg["model"].get("pred_embed_dim", 384),
-            num_mask_tokens=len(self.mask_gens),
-            num_heads=cfg["model"].get("pred_num_heads"),  # None: the encoder's heads
+        # Models (encoder initialised first, then the predictor, from the seeded RNG) and masks.
+        encoder, predictor = build_from_config(
+            cfg["model"], num_mask_tokens=_generator_count(cfg["masking"])
         )
+        self.mask_gens = build_mask_generators(cfg["masking"], encoder.grid)
         self.num_tokens = encoder.num_patches
         self.jepa = JEPA(encoder, predictor, p["target"]).to(self.device)
         self.target_encoder = make_target(self.jepa.encoder) if p["target"] == "feature" else None
@@ -145,11 +160,7 @@ class Trainer:
         self._resume()
 
     # ----------------------------------------------------------------- data
-    def _build_loader(self):
-        from vjepa.data.clips import ClipDataset, collate
-        from vjepa.data.index import read_index
-        from vjepa.data.transforms import TrainTransform
-
+    def _build_loader(self) -> tuple[torch.utils.data.DataLoader, EpochBatchSampler]:
         data, clip = self.cfg["data"], self.cfg["clip"]
         if "mixture" in data:
             records, sizes = _mixture_records(read_index, data)
@@ -168,12 +179,12 @@ class Trainer:
             num_clips=1,
             random_clip=True,
             transform=transform,
-            seed=int(self.p["seed"]),
+            seed=self.seed,
         )
         order = dict(
             batch_size=int(self.p["batch_size"]),
             batches_per_epoch=self.ipe * self.accum,
-            seed=int(self.p["seed"]),
+            seed=self.seed,
             rank=self.denv.rank,
             world_size=self.denv.world_size,
         )
@@ -197,7 +208,7 @@ class Trainer:
         )
         return loader, sampler
 
-    def _batches(self):
+    def _batches(self) -> Iterator[dict[str, Any]]:
         """Micro-batches from the current step on, epoch after epoch (the sampler decides)."""
         while True:
             epoch, within = divmod(self.step, self.ipe)
@@ -214,8 +225,6 @@ class Trainer:
         if state is None:
             return
         if state.get("target") != self.p["target"]:
-            from vjepa.errors import CheckpointError
-
             raise CheckpointError(
                 f"{self.ckpt_path}: resume state is for target {state.get('target')!r}, "
                 f"the config asks for {self.p['target']!r}"
@@ -229,8 +238,6 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = self.last_saved = int(state["step"])
-        from vjepa.train.state import set_rng_states
-
         set_rng_states(state["rng"])
 
     def save(self) -> None:
@@ -254,7 +261,7 @@ class Trainer:
                     "optimizer": self.optimizer.state_dict(),
                     "scaler": self.scaler.state_dict(),
                     "target": self.p["target"],
-                    "seed": int(self.p["seed"]),
+                    "seed": self.seed,
                     "world_size": self.denv.world_size,
                 },
             )
@@ -264,9 +271,6 @@ class Trainer:
         """``checkpoint.pt`` in our layout; for pixels the target encoder is the encoder."""
         if not self.denv.is_main:
             return
-        from vjepa.models.checkpoint import save_checkpoint
-        from vjepa.models.presets import model_config
-
         target = self.target_encoder if self.target_encoder is not None else self.jepa.encoder
         save_checkpoint(
             self.out / "checkpoint.pt",
@@ -281,63 +285,54 @@ class Trainer:
         )
 
     # ---------------------------------------------------------------- step
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+    def train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """One optimizer step of V-JEPA over ``accumulation_steps`` micro-batches.
 
-    def train_step(self, batches) -> dict[str, Any]:
-        """One optimizer step over ``accumulation_steps`` micro-batches."""
-        s, p = self.step, self.p
+        Per micro-batch: sample the masks; targets from the EMA target encoder on the full clip;
+        the context encoder on the visible tokens, the predictor at the masked ones, L1 against
+        the targets there; backward. Then one AdamW step and the EMA update of the target.
+        """
+        s, world = self.step, self.denv.world_size
         lr, wd, momentum = self.sched.lr_at(s), self.sched.wd_at(s), self.sched.momentum_at(s)
         set_hyperparams(self.optimizer, lr, wd)
         loss_sum = torch.zeros((), device=self.device)
-        clips = 0
-        n_ctx: list[int] = []
-        n_tgt: list[int] = []
+        clips, n_ctx, n_tgt = 0, [], []
         for micro in range(self.accum):
-            batch = next(batches)
-            if "skipped" in batch:
-                self.skipped += int(torch.as_tensor(batch["skipped"]).sum())
-            video = batch["video"].flatten(0, 2).to(self.device, non_blocking=True)
+            video = self._next_video(batches)  # [B, C, T, H, W]
             b = video.shape[0]
-            clips += b * self.denv.world_size
-            masks_ctx, masks_tgt = sample_masks(
-                self.mask_gens,
-                b * self.denv.world_size,
-                self.denv.rank,
-                b,
-                mask_generator(int(p["seed"]), s, micro),
-            )
-            n_ctx = [m.shape[1] for m in masks_ctx]
-            n_tgt = [m.shape[1] for m in masks_tgt]
+            clips += b * world
+
+            # 1. masks of every generator, drawn for the global batch from (seed, step, micro)
+            rng = mask_generator(self.seed, s, micro)
+            masks_ctx, masks_tgt = sample_masks(self.mask_gens, b * world, self.denv.rank, b, rng)
+            n_ctx, n_tgt = [m.shape[1] for m in masks_ctx], [m.shape[1] for m in masks_tgt]
             masks_ctx = [m.to(self.device, non_blocking=True) for m in masks_ctx]
             masks_tgt = [m.to(self.device, non_blocking=True) for m in masks_tgt]
-            sync = micro == self.accum - 1 or not self.denv.enabled
-            no_sync = contextlib.nullcontext() if sync else self.model.no_sync()
-            with no_sync:
+
+            with self._no_sync(micro):
                 with self._autocast():
-                    if self.target_forward is not None:
-                        targets = feature_targets(self.target_forward, video)
-                    else:
-                        targets = pixel_targets(
-                            video, self.jepa.encoder.tubelet_size, self.jepa.encoder.patch_size
-                        )
+                    # 2. targets for every token: the target encoder on the full clip, no grad
+                    targets = self._targets(video)
+                    # 3. context encoder on the visible tokens, predictor at the masked ones,
+                    #    L1 to the targets there (mean over generators); see ``JEPA.forward``
                     loss = self.model(video, masks_ctx, masks_tgt, targets) / self.accum
-                self.scaler.scale(loss).backward()  # outside autocast, inside no_sync
+                # 4. backward (outside autocast; gradients all-reduced on the last micro-step)
+                self.scaler.scale(loss).backward()
             loss_sum += loss.detach()
 
+        # 5. optimizer step: clip each module's gradients after warmup, refuse a diverged step
         self.scaler.unscale_(self.optimizer)
-        clip = p["clip_grad"]
+        clip = self.p["clip_grad"]
         max_norm = float(clip) if clip and s >= self.sched.warmup_steps else math.inf
         enc_norm = nn.utils.clip_grad_norm_(self._enc_params, max_norm, foreach=True)
         pred_norm = nn.utils.clip_grad_norm_(self._head_params, max_norm, foreach=True)
         loss_value = float(dist_utils.all_mean(loss_sum, self.denv).item())
         self._check_finite(loss_value, float(enc_norm), float(pred_norm))
-
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+
+        # 6. EMA update of the target encoder with the scheduled momentum
         if self.target_encoder is not None:
             ema_update(self.target_encoder, self.jepa.encoder, momentum)
         self.step += 1
@@ -355,6 +350,31 @@ class Trainer:
             "target_tokens": n_tgt,
             "clips": clips,
         }
+
+    def _next_video(self, batches: Iterator[dict[str, Any]]) -> torch.Tensor:
+        """The next micro-batch's clips on the device, [B, C, T, H, W]; counts unreadable ones."""
+        batch = next(batches)
+        if "skipped" in batch:
+            self.skipped += int(torch.as_tensor(batch["skipped"]).sum())
+        return batch["video"].flatten(0, 2).to(self.device, non_blocking=True)
+
+    def _targets(self, video: torch.Tensor) -> torch.Tensor:
+        """[B, N, E]: layer-normed target-encoder features, or normalised tubelet pixels."""
+        if self.target_forward is not None:
+            return feature_targets(self.target_forward, video)
+        encoder = self.jepa.encoder
+        return pixel_targets(video, encoder.tubelet_size, encoder.patch_size)
+
+    def _no_sync(self, micro: int) -> contextlib.AbstractContextManager:
+        """DDP's ``no_sync`` on every micro-step but the last (one all-reduce per step)."""
+        if micro == self.accum - 1 or not self.denv.enabled:
+            return contextlib.nullcontext()
+        return self.model.no_sync()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _check_finite(self, loss: float, enc_norm: float, pred_norm: float) -> None:
         """Stop before a bad update can reach the weights (the last checkpoint stays good)."""
@@ -375,7 +395,9 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------- run
-    def run(self, stop: threading.Event | None) -> dict[str, Any]:
+    def run(
+        self, stop: threading.Event | None, on_progress: OnProgress | None = None
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         p, main = self.p, self.denv.is_main
         log = JsonlLog(self.out / "log.jsonl", resume_step=self.step, enabled=main)
@@ -384,6 +406,8 @@ class Trainer:
         batches = self._batches()
         first_step, clips_done, train_time = self.step, 0, 0.0
         interrupted = False
+        if on_progress is not None:
+            on_progress(self.step, self.total_steps, {})
         try:
             with progress:
                 while self.step < self.total_steps:
@@ -402,6 +426,9 @@ class Trainer:
                     record["time"] = round(time.perf_counter() - started, 3)
                     log.write(record)
                     progress.update(task, advance=1, info=f"loss {record['loss']:.4f}")
+                    if on_progress is not None:
+                        figures = {k: record[k] for k in ("loss", "lr", "clips_per_s")}
+                        on_progress(self.step, self.total_steps, figures)
                     if main and p["progress"] and self.step % int(p["log_every"]) == 0:
                         progress.console.print(_describe(record))
                     if self.step % int(p["checkpoint_every"]) == 0:
@@ -445,7 +472,7 @@ def _describe(record: dict[str, Any]) -> str:
     )
 
 
-def _video_records(read_index, data: dict[str, Any]) -> list[dict]:
+def _video_records(read_index: Callable[..., list[dict]], data: dict[str, Any]) -> list[dict]:
     """Unique files of the index split, sorted by path (the index has one row per file and task)."""
     tasks = data.get("tasks")
     rows: list[dict] = []
@@ -462,19 +489,17 @@ def _video_records(read_index, data: dict[str, Any]) -> list[dict]:
     for row in rows:
         unique.setdefault(row["path"], row)
     if not unique:
-        from vjepa.errors import DataError
-
         raise DataError(f"{data['index']}: no usable videos in split {data['split']!r}")
     return [unique[k] for k in sorted(unique)]
 
 
-def _mixture_records(read_index, data: dict[str, Any]) -> tuple[list[dict], list[int]]:
+def _mixture_records(
+    read_index: Callable[..., list[dict]], data: dict[str, Any]
+) -> tuple[list[dict], list[int]]:
     """Files of every dataset (its whole task: videos and stills), dataset after dataset.
 
     Unique per (dataset, path), sorted by dataset name then path; also each dataset's size.
     """
-    from vjepa.errors import DataError
-
     records: list[dict] = []
     sizes: list[int] = []
     for entry in data["mixture"]:

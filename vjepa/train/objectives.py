@@ -18,12 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vjepa.models.blocks import gather_tokens  # the models' own: one token gather everywhere
+
 PIXEL_EPS = 1e-6
 
-
-def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
-    """``x[b, index[b, k]]``: [B, N, D] x [B, K] -> [B, K, D]."""
-    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+__all__ = ["JEPA", "feature_targets", "gather_tokens", "patchify", "pixel_targets"]
 
 
 def patchify(video: Tensor, tubelet: int, patch: int) -> Tensor:
@@ -89,14 +88,14 @@ class JEPA(nn.Module):
         """
         losses = []
         for i, (ctx, tgt) in enumerate(zip(masks_ctx, masks_tgt, strict=True)):
-            z = self.encoder(video, ctx)
-            pred = self.predictor(z, ctx, tgt, i)
-            h = gather_tokens(targets, tgt)
+            z = self.encoder(video, ctx)  # context encoder on the visible tokens only
+            pred = self.predictor(z, ctx, tgt, i)  # predictions at the masked tokens
+            h = gather_tokens(targets, tgt)  # their targets
             if self.pixel_head is None:
-                losses.append(torch.mean(torch.abs(pred.float() - h.float())))
+                losses.append(torch.mean(torch.abs(pred.float() - h.float())))  # L1
             else:
                 pred = self.pixel_head(pred)
-                losses.append(torch.mean((pred.float() - h.float()) ** 2))
+                losses.append(torch.mean((pred.float() - h.float()) ** 2))  # MSE
         return torch.stack(losses).mean()
 
 
