@@ -78,69 +78,6 @@ def _console_to(stream: Any) -> Any:
     return Console(file=stream, soft_wrap=False, width=200)
 
 
-class RunView:
-    """Live status for a terminal; one line per event otherwise."""
-
-    def __init__(self, console: Any) -> None:
-        self.console = console
-        self.live: Any = None
-
-    def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}")
-
-    def _table(self, runner: Any) -> Any:
-        from rich.table import Table
-
-        table = Table(
-            title=f"{runner.compiled.spec.name}: {len(runner.todo)} stages to run", expand=False
-        )
-        jobs = runner.executor.detachable  # SLURM: show the job ids (scontrol, sacct)
-        for col in ("stage", "state", "time", *(["job"] if jobs else [])):
-            table.add_column(col)
-        colours = {
-            "done": "green",
-            "failed": "red",
-            "running": "cyan",
-            "cancelled": "yellow",
-            "pending": "dim",
-        }
-        for name, state in runner.states.items():
-            started = runner.started.get(name)
-            secs = f"{time.time() - started:.0f}s" if started and not state.finished else ""
-            job = [runner.handles[name].job_id] if jobs else []
-            table.add_row(name, f"[{colours.get(state.value, '')}]{state.value}[/]", secs, *job)
-        return table
-
-    def start(self, runner: Any) -> None:
-        if self.console.is_terminal:
-            from rich.live import Live
-
-            self.live = Live(
-                self._table(runner), console=self.console, refresh_per_second=2, transient=True
-            )
-            self.live.start()
-        else:
-            self.console.print(f"{runner.compiled.spec.name}: running {len(runner.todo)} stages")
-
-    def update(self, runner: Any) -> None:
-        if self.live is not None:
-            self.live.update(self._table(runner))
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-    def event(self, name: str, what: str, seconds: float | None) -> None:
-        secs = f" ({seconds:.1f}s)" if seconds is not None else ""
-        self.console.print(f"{what}: {name}{secs}", highlight=False)
-
-    def failure(self, name: str, reason: str, log_tail: str, log: str) -> None:
-        self.console.print(f"[red]failed[/]: {name} ({reason}); log: {log}", highlight=False)
-        if log_tail:
-            self.console.print(log_tail, markup=False, highlight=False, style="dim")
-
-
 def _print_submitted(console: Any, name: str, spec: Path, submitted: dict[str, str]) -> None:
     console.print(f"{name}: submitted {len(submitted)} stages to SLURM", highlight=False)
     for stage, job_id in submitted.items():
@@ -151,45 +88,12 @@ def _print_submitted(console: Any, name: str, spec: Path, submitted: dict[str, s
     )
 
 
-STATE_COLOURS = {
-    "up to date": "green",
-    "stale": "yellow",
-    "running": "cyan",
-    "pending": "dim",
-    "failed": "red",
-}
-
-
-def _status_view(root: Path, compiled: Any, rows: list[Any], note: str) -> Any:
-    """The status table, then the log tail of each failed or running stage."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    from vjepa.pipeline import status
-
-    parts: list[Any] = []
-    if note:
-        parts.append(Text.from_markup(f"[yellow]warning:[/] {note}"))
-    done = sum(r.state == "up to date" for r in rows)
-    table = Table(title=f"{compiled.spec.name}: {done}/{len(rows)} up to date")
-    for col in ("stage", "state", "time", "note"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        secs = f"{r.seconds:.1f}s" if r.seconds is not None else ""
-        table.add_row(r.name, f"[{STATE_COLOURS[r.state]}]{r.state}[/]", secs, r.note)
-    parts.append(table)
-    for r in rows:
-        if r.log_tail and r.state in ("failed", "running"):
-            colour = STATE_COLOURS[r.state]
-            log = status.log_path(root, r.name)
-            parts.append(Text.from_markup(f"[{colour}]{r.state}[/]: {r.name}; log: {log}"))
-            parts.append(Text(r.log_tail, style="dim"))
-    return Group(*parts)
-
-
 def _print_status(console: Any, root: Path, compiled: Any, rows: list[Any], note: str) -> None:
-    console.print(_status_view(root, compiled, rows, note))
+    from vjepa.pipeline.view import status_view
+    from vjepa.pipeline.watch import from_status
+
+    snap = from_status(root, compiled, rows)
+    console.print(status_view(root, compiled.spec.name, rows, note, snap))
 
 
 def _print_evaluation(console: Any, compiled: Any) -> None:
@@ -214,9 +118,10 @@ def _print_evaluation(console: Any, compiled: Any) -> None:
 
 
 def _print_results(console: Any, root: Path, compiled: Any, fmt: str = "table") -> None:
-    from vjepa.pipeline import results, tables
+    from vjepa.pipeline.results import read_workdir
+    from vjepa.report import results, tables
 
-    _, pv = results.pivot_report(compiled.report.config, results.read_workdir(root))
+    _, pv = results.pivot_report(compiled.report.config, read_workdir(root))
     if not pv.cells:
         console.print(f"no results yet ({pv.missing} of {pv.total} probes missing)")
         return
@@ -259,6 +164,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compile SPEC, run its stale stages, print the result table."""
         from vjepa.pipeline.runner import RunOptions, run
+        from vjepa.pipeline.view import RunView
 
         spec, overrides = _one_spec(args)
         root, console = _root(), _console()
@@ -393,9 +299,14 @@ def register(app: typer.Typer) -> None:
         follow: bool = typer.Option(
             False, "--follow", "-f", help="Keep refreshing until no stage is pending or running."
         ),
-        every: float = typer.Option(5.0, "--every", help="Seconds between refreshes (--follow)."),
+        every: float = typer.Option(
+            5.0,
+            "--every",
+            help="Seconds between refreshes of the states (--follow); progress moves every second.",
+        ),
     ) -> None:
-        """List each stage of SPEC as up to date, stale, running or failed, with timings."""
+        """List each stage of SPEC as up to date, stale, running or failed, with timings, and the
+        progress of the running ones (bar, figures, ETA)."""
         from vjepa.pipeline.attach import spec_status
         from vjepa.pipeline.compiler import compile_spec
 
@@ -409,14 +320,20 @@ def register(app: typer.Typer) -> None:
             return
         from rich.live import Live
 
+        from vjepa.pipeline.follow import follow as follow_status
+        from vjepa.pipeline.view import status_view
+
         with Live(console=console, auto_refresh=False, transient=False) as live:
-            while True:
-                rows, note = spec_status(root, compiled)
-                view = _status_view(root, compiled, rows, note)
-                live.update(view, refresh=True)
-                if not any(r.state in ("pending", "running") for r in rows):
-                    break
-                time.sleep(max(1.0, every))
+
+            def show(rows: list[Any], note: str, snap: Any) -> None:
+                live.update(status_view(root, compiled.spec.name, rows, note, snap), refresh=True)
+
+            try:
+                follow_status(root, compiled, show, every=every)
+            except KeyboardInterrupt:
+                live.stop()
+                console.print(f"stopped following; the run goes on (`vjepa-exp status {spec}`)")
+                raise typer.Exit(130) from None
 
     @app.command("results")
     @friendly
@@ -424,6 +341,9 @@ def register(app: typer.Typer) -> None:
         args: list[str] = typer.Argument(..., help="SPEC [KEY=VALUE ...]"),
         fmt: str = typer.Option("table", "--format", "-f", help="table | csv | md | json"),
         run_id: str = typer.Option(None, "--run", help=RUN_OPTION_HELP),
+        plot: bool = typer.Option(
+            False, "--plot", help="Also write the report's PNG plots for SPEC; print their paths."
+        ),
     ) -> None:
         """The result table of SPEC (mean ± std over seeds, best per column, delta to the baseline)."""
         from vjepa.errors import UserError
@@ -437,6 +357,11 @@ def register(app: typer.Typer) -> None:
         spec, overrides = _run_spec(args, run_id, quiet)
         compiled = compile_spec(spec, overrides, root, check_paths=False)
         _print_results(console, root, compiled, fmt)
+        if plot:
+            from vjepa.pipeline.plots import write_spec_plots
+
+            for path in write_spec_plots(root, compiled):
+                quiet.print(str(path), highlight=False, markup=False)
 
     @app.command("compare")
     @friendly
@@ -452,47 +377,16 @@ def register(app: typer.Typer) -> None:
 
         from rich.table import Table
 
-        from vjepa.errors import UserError
-        from vjepa.pipeline import results
-        from vjepa.pipeline.compiler import compile_spec
-        from vjepa.pipeline.runs import overrides_for
+        from vjepa.pipeline.compare import compare_specs
 
         specs, overrides = _split(args)
-        root = _root()
-        # each spec with the overrides given, else those of its latest run (as `results` does)
-        per_spec = [overrides_for(root, s, overrides, None)[0] for s in specs]
-        if len(specs) == (1 if rev else 2):
-            a = compile_spec(specs[0], per_spec[0], root, check_paths=False)
-            _, pa = results.pivot_report(a.report.config, results.read_workdir(root))
-        else:
-            raise UserError("compare: give SPEC_A SPEC_B, or SPEC --rev GIT_REV")
-        if rev:
-            import yaml
-
-            from vjepa.pipeline.graph import slug
-
-            shown = subprocess_git(root, ["show", f"{rev}:params.yaml"])
-            params = yaml.safe_load(shown) or {}
-            prefix = f"report-{slug(a.spec.name)}-"
-            sections = [k for k in params if k.startswith(prefix)]
-            if not sections:
-                raise UserError(
-                    f"--rev {rev}: params.yaml there has no report stage of {a.spec.name}"
-                )
-            _, pb = results.pivot_report(params[sections[0]], results.read_git(root, rev))
-            names = (f"{rev}", "now")
-            pa, pb = pb, pa
-        else:
-            b = compile_spec(specs[1], per_spec[1], root, check_paths=False)
-            _, pb = results.pivot_report(b.report.config, results.read_workdir(root))
-            names = (a.spec.name, b.spec.name)
-        rows = results.compare(pa, pb)
+        found = compare_specs(_root(), specs, overrides, rev)
+        rows, names = found.rows, found.names
         if fmt == "json":
             typer.echo(json.dumps(rows, indent=2))
             return
         if fmt == "csv":
             import csv
-            import sys
 
             writer = csv.DictWriter(
                 sys.stdout, fieldnames=list(rows[0]) if rows else ["a", "b", "diff"]
@@ -500,8 +394,7 @@ def register(app: typer.Typer) -> None:
             writer.writeheader()
             writer.writerows(rows)
             return
-        scale = 100.0 if pa.percent() and (not pb.cells or pb.percent()) else 1.0
-        table = Table(title=f"{pa.metric}: {names[0]} vs {names[1]}")
+        table = Table(title=f"{found.metric}: {names[0]} vs {names[1]}")
         keys = [k for k in (rows[0] if rows else {}) if k not in ("a", "b", "diff")]
         for col in [*keys, names[0], names[1], "diff"]:
             table.add_column(str(col))
@@ -509,7 +402,9 @@ def register(app: typer.Typer) -> None:
             vals = [row[k] for k in keys] + [row["a"], row["b"], row["diff"]]
             table.add_row(
                 *[
-                    f"{v * scale:.2f}" if isinstance(v, float) else ("—" if v is None else str(v))
+                    f"{v * found.scale:.2f}"
+                    if isinstance(v, float)
+                    else ("—" if v is None else str(v))
                     for v in vals
                 ]
             )
@@ -522,22 +417,15 @@ def register(app: typer.Typer) -> None:
         run_id: str = typer.Option(None, "--run", help=RUN_OPTION_HELP),
     ) -> None:
         """Stop the active run of SPEC (a live runner is interrupted and cleans up; detached SLURM jobs are scancelled)."""
-        import os
-        import signal
-
-        from vjepa.pipeline import attach, status
+        from vjepa.pipeline import attach
+        from vjepa.pipeline.cancel import interrupt_runners
         from vjepa.pipeline.compiler import compile_spec
 
         root = _root()
         spec, overrides = _run_spec(args, run_id, _console())
         compiled = compile_spec(spec, overrides, root, check_paths=False)
-        pids = set()
-        for stage in compiled.stages:
-            st = status.read_state(root, stage.name)
-            if st.get("state") in ("running", "pending") and status.pid_alive(st.get("runner_pid")):
-                pids.add(st["runner_pid"])
-        for pid in sorted(pids):
-            os.kill(pid, signal.SIGTERM)  # a background runner ignores SIGINT
+        pids = interrupt_runners(root, compiled)  # SIGTERM: a background runner ignores SIGINT
+        for pid in pids:
             typer.echo(f"{compiled.spec.name}: interrupted runner {pid}")
         cancelled = attach.cancel(root, compiled)
         if cancelled:
@@ -574,17 +462,3 @@ def register(app: typer.Typer) -> None:
 
         metrics = exec_stage(_root(), stage)
         typer.echo(f"{stage}: done ({len(metrics)} metrics)")
-
-
-def subprocess_git(root: Path, args: list[str]) -> str:
-    """``git ARGS`` in ``root``; a failure is a UserError with git's message."""
-    import subprocess
-
-    from vjepa.errors import UserError
-
-    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise UserError(
-            f"git {' '.join(args)}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}"
-        )
-    return out.stdout
