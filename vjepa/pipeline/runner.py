@@ -65,9 +65,7 @@ class RunResult:
 
 def publish(root: Path, compiled: list[Compiled], prune: bool = False) -> tuple[bool, list[str]]:
     """Write dvc.yaml + params.yaml for ``compiled`` (all checks done first); (changed, pruned)."""
-    for c in compiled:
-        dvcio.check_name_free(root, c.spec.name, c.spec.file)
-    dvc_text, params_text, pruned = dvcio.render(root, compiled, prune)
+    dvc_text, params_text, pruned = dvcio.render(root, compiled, prune)  # checks the names first
     dvcio.ensure_dvcignore(root)
     changed = dvcio.write_if_changed(root / "params.yaml", params_text)
     changed = dvcio.write_if_changed(root / "dvc.yaml", dvc_text) or changed
@@ -166,6 +164,7 @@ class Runner:
         self.handles: dict[str, JobHandle] = {}
         self.states: dict[str, JobState] = {}
         self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}  # when each stage finished, as this runner saw it
         self.result = RunResult(compiled, planned=[s.name for s in todo])
 
     def _job(self, stage: Stage) -> StageJob:
@@ -280,7 +279,8 @@ class Runner:
                 dvcio.commit(self.root, done)
                 for name in done:
                     self.result.ran.append(name)
-                    status.write_state(self.root, name, state="done", ended=time.time())
+                    self.ended[name] = time.time()
+                    status.write_state(self.root, name, state="done", ended=self.ended[name])
                     self.view.event(name, "done", time.time() - self.started.get(name, time.time()))
             self.view.update(self)
 
@@ -291,12 +291,13 @@ class Runner:
             self.executor.log_tail(self.handles[name], 20) if state == JobState.FAILED else ""
         )
         log_tail = mask(log_tail)  # shown and kept in the job journal: no URL password
+        self.ended[name] = time.time()
         status.write_state(
             self.root,
             name,
             state=state.value,
             started=self.started.get(name),
-            ended=time.time(),
+            ended=self.ended[name],
             reason=reason,
             log_tail=log_tail,
         )
@@ -324,8 +325,9 @@ class Runner:
         for name, state in self.states.items():
             if not state.finished:
                 remove_half_output(self.root, name, self.compiled.graph.stages[name].persist)
+                self.ended[name] = time.time()
                 status.write_state(
-                    self.root, name, state="cancelled", ended=time.time(), reason="interrupted"
+                    self.root, name, state="cancelled", ended=self.ended[name], reason="interrupted"
                 )
                 self.result.cancelled.append(name)
         self.result.interrupted = True

@@ -80,6 +80,15 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.load(fh)
 
 
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON object from a cache or state file; {} when it is missing, torn or not an object."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 # What ``torch.save`` files start with: a zip archive (the format since torch 1.6) or a pickle
 # (the legacy format: protocol 2+ opcode). Read without torch, so the compiler stays light.
 TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
