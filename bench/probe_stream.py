@@ -178,8 +178,8 @@ def stream_sweeper():
 
 def time_sweeps(index: Path, work: Path, args: argparse.Namespace, workers: int) -> list[dict]:
     """Part 2: a ``--trials`` sweep on a store (extraction timed) and streamed (two pass sizes)."""
-    from vjepa.stages.sweep_workers import run_sweep
     from vjepa.stages import run_stage
+    from vjepa.stages.sweep_workers import run_sweep
 
     out = []
     extract_cfg = {

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from progress_watch import Watcher
 from test_eval_sweep import make_config, make_store
 
 from vjepa.eval.extract import Protocol, build_frozen_encoder, eval_clips, extract_features
@@ -35,30 +35,6 @@ MODEL = {"name": "vit_micro", "num_frames": 16, "img_size": 32, "patch_size": 8,
 PROTOCOL = {"frames_per_clip": 16, "frame_step": 1, "crop_size": 32}
 SYNTH = {"resolution": 32, "frames": 16, "videos": 20, "images": 0, "time_reversed_pairs": False}
 ENCODER = {"source": "random", "seed": 0}
-
-
-class Watcher:
-    """Reads a stage folder's ``progress.json`` from a thread while the stage runs."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.records = folder, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            record = read_progress(self.folder)
-            if record is not None and (not self.records or record != self.records[-1]):
-                self.records.append(record)
-            time.sleep(0.005)
-
-    def __enter__(self) -> Watcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class Recorder:

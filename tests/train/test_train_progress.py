@@ -11,12 +11,12 @@ import copy
 import json
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from progress_watch import Watcher
 from test_train_loop import CLI, start_until_step, tiny_config
 
 from vjepa.stages import run_stage
@@ -36,30 +36,6 @@ def index(tmp_path_factory) -> Path:
     generate(SynthConfig(videos=12, images=0, seed=3), out, workers=1, progress=False)
     build_index(out, out / "index.parquet", workers=1)
     return out / "index.parquet"
-
-
-class Watcher:
-    """Reads a stage folder's ``progress.json`` from a thread while the stage runs."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.records = folder, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            record = read_progress(self.folder)
-            if record is not None and (not self.records or record != self.records[-1]):
-                self.records.append(record)
-            time.sleep(0.005)
-
-    def __enter__(self) -> Watcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def test_pretrain_stage_progress_advances_to_the_total(index, tmp_path):

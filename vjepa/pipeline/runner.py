@@ -368,7 +368,12 @@ def run(root: Path, opts: RunOptions, view: Any) -> RunResult:
         ]
         if not todo:
             return RunResult(compiled)
-        return _execute(root, compiled, todo, opts, view, in_flight)
+        result = _execute(root, compiled, todo, opts, view, in_flight)
+        if result.ok and not result.submitted:
+            # DVC's own check of the finished spec: it records the verdict the next no-op reuses
+            # (vjepa.pipeline.uptodate), so that one does not pay DVC's seconds
+            dvcio.stale(root, [s.name for s in compiled.stages])
+        return result
 
 
 class Terminated(KeyboardInterrupt):
