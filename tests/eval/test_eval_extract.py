@@ -116,6 +116,7 @@ def test_official_layout_checkpoint_extracts(tmp_path, tiny_data):
     assert np.isfinite(store.take(np.arange(len(store)), torch.float32).numpy()).all()
 
 
+@pytest.mark.slow  # ~28 s on 2 cores
 def test_extract_then_probe_beats_chance_on_all_tasks(tmp_path):
     run_stage(
         "data", {"synth": {**SYNTH, "videos": 300, "images": 120}, "workers": 1}, tmp_path / "data"

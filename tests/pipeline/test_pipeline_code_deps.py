@@ -95,3 +95,27 @@ def test_committed_pipeline_is_what_compile_writes(tmp_path: Path) -> None:
         assert (tmp_path / name).read_text() == committed(name), (
             f"{name} is stale: run `vjepa-exp compile {' '.join(specs)}` and commit it"
         )
+
+
+@pytest.mark.parametrize("name", LAPTOP_SPECS)
+def test_compiling_one_committed_spec_changes_no_byte(tmp_path: Path, name: str) -> None:
+    """`vjepa-exp compile` of any one committed spec leaves the committed files as they are
+    (no YAML anchors renumbered, no other spec's stages dropped): `git status` stays clean."""
+    if committed("dvc.yaml") is None:
+        pytest.skip("not a git checkout of the project")
+    (tmp_path / ".dvc").mkdir()
+    shutil.copytree(REPO / "experiments", tmp_path / "experiments")
+    (tmp_path / "vjepa").symlink_to(REPO / "vjepa")
+    for file in ("dvc.yaml", "params.yaml"):
+        (tmp_path / file).write_text(committed(file))
+    vjepa_exp = Path(sys.executable).parent / "vjepa-exp"
+    out = subprocess.run(
+        [str(vjepa_exp), "compile", f"experiments/{name}.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "unchanged" in out.stdout
+    for file in ("dvc.yaml", "params.yaml"):
+        assert (tmp_path / file).read_text() == committed(file), f"{name} rewrote {file}"

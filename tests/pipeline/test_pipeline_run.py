@@ -138,6 +138,7 @@ def dry_run(root: Path, env: dict[str, str], *overrides: str) -> tuple[str, list
     ]
 
 
+@pytest.mark.slow  # ~95 s on 2 cores
 def test_run_is_recorded_and_reruns_only_what_changed(project) -> None:
     root, env = project
     # the project holds the package's sources, as a checkout of this repo does: stages depend on them
@@ -266,6 +267,7 @@ def test_cancel_stops_a_background_runner_that_ignores_sigint(project) -> None:
     _no_half_outputs(root)
 
 
+@pytest.mark.slow  # ~26-30 s each on 2 cores
 @pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["sigint", "sigterm", "sigkill"]
 )
