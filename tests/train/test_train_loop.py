@@ -35,18 +35,6 @@ CLI = (
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def index(tmp_path_factory) -> Path:
-    """12 synthetic 16-frame 32x32 videos (8 in train) and their index."""
-    from vjepa.data.index import build_index
-    from vjepa.data.synth import SynthConfig, generate
-
-    out = tmp_path_factory.mktemp("synth")
-    generate(SynthConfig(videos=12, images=0, seed=3), out, workers=1, progress=False)
-    build_index(out, out / "index.parquet", workers=1)
-    return out / "index.parquet"
-
-
 def tiny_config(index: Path, target: str = "feature", **pretrain_overrides) -> dict:
     """vit_micro at 8x32^2, patch 8 (4x4x4 = 64 tokens), a 2-block predictor, batch 4."""
     return {

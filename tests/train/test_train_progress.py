@@ -11,9 +11,7 @@ import copy
 import json
 import signal
 import threading
-from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from progress_watch import Watcher
@@ -24,18 +22,6 @@ from vjepa.train import loop, pretrain
 from vjepa.utils.progress import ProgressWriter, read_progress
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory) -> Path:
-    """12 synthetic 16-frame 32x32 videos (8 in train) and their index."""
-    from vjepa.data.index import build_index
-    from vjepa.data.synth import SynthConfig, generate
-
-    out = tmp_path_factory.mktemp("synth")
-    generate(SynthConfig(videos=12, images=0, seed=3), out, workers=1, progress=False)
-    build_index(out, out / "index.parquet", workers=1)
-    return out / "index.parquet"
 
 
 def test_pretrain_stage_progress_advances_to_the_total(index, tmp_path):

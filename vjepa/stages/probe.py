@@ -88,29 +88,20 @@ def run(config: dict[str, Any], out: Path) -> dict[str, Any]:
         params = ProbeParams(**{**params.to_dict(), **study["best_params"]})
         # refit on every fractioned label (train + validation) with the chosen settings
         train = FeatureSet(store, np.union1d(train_rows, val_rows), store.labels)
-        result = train_probe(
-            train,
-            None,
-            params,
-            num_classes=store.num_classes,
-            embed_dim=store.embed_dim,
-            seed=seed,
-            on_progress=epochs,
-        )
-        val_top1 = study["best_value"]
+        val = None
     else:
         train = FeatureSet(store, train_rows, store.labels)
         val = FeatureSet(store, val_rows, store.labels) if len(val_rows) else None
-        result = train_probe(
-            train,
-            val,
-            params,
-            num_classes=store.num_classes,
-            embed_dim=store.embed_dim,
-            seed=seed,
-            on_progress=epochs,
-        )
-        val_top1 = result.val_top1
+    result = train_probe(
+        train,
+        val,
+        params,
+        num_classes=store.num_classes,
+        embed_dim=store.embed_dim,
+        seed=seed,
+        on_progress=epochs,
+    )
+    val_top1 = study["best_value"] if study is not None else result.val_top1
 
     evals = open_split(config, "eval")  # first and only read of the evaluation split
     if evals.manifest["encoder"]["uid"] != store.manifest["encoder"]["uid"]:
